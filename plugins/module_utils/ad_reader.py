@@ -1,0 +1,86 @@
+# -*- coding: utf-8 -*-
+# Copyright: mailsync.iredmail contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Reading users from Active Directory: paging, decoding, the disabled bit.
+
+Knows LDAP and AD, nothing of iRedMail. A read either returns every
+matching object or raises: a partial page sequence must never look like
+users that disappeared.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import uuid
+
+try:
+    import ldap3
+    from ldap3.core import exceptions as ldap3_exceptions
+except ImportError:  # pragma: no cover - reported by the modules
+    ldap3 = None
+
+from ansible_collections.mailsync.iredmail.plugins.module_utils.ad_connection import describe
+from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import DirectoryError
+from ansible_collections.mailsync.iredmail.plugins.module_utils.model import (
+    UAC_ACCOUNTDISABLE,
+    DirectoryUser,
+)
+
+# Windows AD answers at most MaxPageSize (1000) entries per page; Samba
+# does not enforce it, so the reader always pages, below that limit.
+PAGE_SIZE = 500
+
+# Normal user accounts (SAM_NORMAL_USER_ACCOUNT): people and service
+# accounts, enabled or disabled, never computers or trusts.
+DEFAULT_USER_FILTER = "(sAMAccountType=805306368)"
+DEFAULT_GROUP_FILTER = "(objectClass=group)"
+
+
+def decode_guid(raw):
+    """objectGUID's 16 bytes (little-endian first three fields) as a canonical string."""
+    return str(uuid.UUID(bytes_le=bytes(raw)))
+
+
+def _text(values):
+    if not values:
+        return None
+    value = values[0]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+def read_users(conn, base_dn, user_filter, mail_attribute, extra_attributes=(), page_size=PAGE_SIZE):
+    """Yield a DirectoryUser for every entry matching `user_filter` under `base_dn`."""
+    wanted = ["objectGUID", "userAccountControl", mail_attribute] + list(extra_attributes)
+    # Attribute names are case-insensitive in LDAP; match them lower-cased.
+    wanted_lower = dict((name.lower(), name) for name in wanted)
+    read = 0
+    try:
+        entries = conn.extend.standard.paged_search(
+            base_dn, user_filter, search_scope=ldap3.SUBTREE,
+            attributes=sorted(set(wanted)), paged_size=page_size, generator=True)
+        for entry in entries:
+            if entry.get("type") != "searchResEntry":
+                continue  # referrals and continuation references name no user
+            raw = dict((key.lower(), value) for key, value in entry["raw_attributes"].items())
+            guid_values = raw.get("objectguid")
+            if not guid_values:
+                raise DirectoryError("entry %s has no objectGUID: is this an Active Directory?" % entry["dn"])
+            uac = _text(raw.get("useraccountcontrol"))
+            disabled = bool(int(uac) & UAC_ACCOUNTDISABLE) if uac else False
+            attributes = dict((wanted_lower[key], _text(raw.get(key)))
+                              for key in wanted_lower if key not in ("objectguid", "useraccountcontrol"))
+            read += 1
+            yield DirectoryUser(decode_guid(guid_values[0]), entry["dn"],
+                                attributes.get(mail_attribute), disabled, attributes)
+    except DirectoryError:
+        raise
+    except ldap3_exceptions.LDAPNoSuchObjectResult:
+        raise DirectoryError("base DN %s does not exist in Active Directory" % base_dn)
+    except ldap3_exceptions.LDAPInvalidFilterError as exc:
+        raise DirectoryError("invalid LDAP filter %r: %s" % (user_filter, exc))
+    except Exception as exc:  # noqa: BLE001 - any failure makes the whole read invalid
+        raise DirectoryError("reading users under %s failed after %d entries: %s"
+                             % (base_dn, read, describe(exc)))

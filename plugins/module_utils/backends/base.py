@@ -1,0 +1,65 @@
+# -*- coding: utf-8 -*-
+# Copyright: mailsync.iredmail contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The small interface every iRedMail account store implements."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import BackendError
+from ansible_collections.mailsync.iredmail.plugins.module_utils.model import DEFAULT_QUOTA_MB
+
+
+class DomainInfo(object):
+    """A hosted domain as the account store describes it."""
+
+    def __init__(self, name, default_quota=DEFAULT_QUOTA_MB, disabled_services=()):
+        self.name = name
+        self.default_quota = default_quota
+        # service names (e.g. "pop3") the domain disables for new users
+        self.disabled_services = tuple(disabled_services)
+
+
+def require_hosted(domain, found, active, backup_mx):
+    """Raise unless replication may write accounts into `domain`."""
+    if not found:
+        raise BackendError("target domain %s is not hosted on this iRedMail server; "
+                           "create it first (nothing was written)" % domain)
+    if not active:
+        raise BackendError("target domain %s is disabled on this iRedMail server; "
+                           "enable it first (nothing was written)" % domain)
+    if backup_mx:
+        raise BackendError("target domain %s is a backup MX on this iRedMail server, "
+                           "not a hosted domain (nothing was written)" % domain)
+
+
+class Backend(object):
+    """Read the current state of one domain and apply a plan to it.
+
+    Implementations: SQL (MariaDB/MySQL, PostgreSQL) and OpenLDAP. The
+    planner and the AD reader never know which one they feed.
+    """
+
+    # profile fields (model names) this store has a place for
+    profile_fields = ()
+
+    def domain_info(self, domain):
+        raise NotImplementedError
+
+    def current_state(self, resource, domain):
+        """A plan.CurrentState for the accounts `resource` manages in `domain`."""
+        raise NotImplementedError
+
+    def apply(self, plan, resource, domain, settings):
+        """Write every change of `plan`, all or nothing where the store allows."""
+        raise NotImplementedError
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()

@@ -1,0 +1,318 @@
+# -*- coding: utf-8 -*-
+# Copyright: mailsync.iredmail contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""iRedMail's SQL account store, shared by MariaDB/MySQL and PostgreSQL.
+
+The records written are those iRedAdmin writes and iRedMail's Postfix and
+Dovecot queries read: a `mailbox` row and its `forwardings` self row per
+user. Replication state (which AD object owns which account) lives in the
+`mailsync_object` table of the same database, written in the same
+transaction, so an account and its anchor never disagree.
+
+Each dialect supplies its driver connection, identifier quoting and DDL;
+every statement here uses only the portable subset (`%s` parameters,
+timestamps passed from Python).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+
+from ansible_collections.mailsync.iredmail.plugins.module_utils.backends.base import (
+    Backend,
+    DomainInfo,
+    require_hosted,
+)
+from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import BackendError
+from ansible_collections.mailsync.iredmail.plugins.module_utils.model import (
+    DEFAULT_QUOTA_MB,
+    maildir_path,
+    split_storage_base,
+    unusable_password_hash,
+)
+from ansible_collections.mailsync.iredmail.plugins.module_utils import plan as plans
+
+STATE_TABLE = "mailsync_object"
+
+# model profile field -> mailbox column. iRedMail's SQL schema has no
+# column for a job title, so `title` is not stored on SQL backends.
+PROFILE_COLUMNS = {
+    "display_name": "name",
+    "first_name": "first_name",
+    "last_name": "last_name",
+    "employee_id": "employeeid",
+    "mobile": "mobile",
+    "telephone": "telephone",
+}
+
+# Dovecot asks for `enable<service><suffix>`: a service the domain disables
+# for new users (domain.settings disabled_mail_services) clears each column.
+SERVICE_COLUMNS = {
+    "smtp": ("enablesmtp", "enablesmtpsecured"),
+    "pop3": ("enablepop3", "enablepop3secured", "enablepop3tls"),
+    "imap": ("enableimap", "enableimapsecured", "enableimaptls"),
+    "managesieve": ("enablemanagesieve", "enablemanagesievesecured"),
+    "sieve": ("enablesieve", "enablesievesecured", "enablesievetls"),
+    "deliver": ("enabledeliver",),
+    "lda": ("enablelda",),
+    "lmtp": ("enablelmtp",),
+    "sogo": ("enablesogo",),
+}
+
+# Tables that name a user by address: a rename rewrites each of them so
+# forwardings, memberships, admin rights and counters follow the user.
+ADDRESS_COLUMNS = (
+    ("forwardings", "address"),
+    ("forwardings", "forwarding"),
+    ("moderators", "moderator"),
+    ("domain_admins", "username"),
+    ("used_quota", "username"),
+    ("last_login", "username"),
+    ("sender_bcc_user", "username"),
+    ("recipient_bcc_user", "username"),
+)
+
+
+def parse_domain_settings(text):
+    """iRedMail's `key:value;key:value;` domain settings as a dict."""
+    settings = {}
+    for item in (text or "").split(";"):
+        key, sep, value = item.partition(":")
+        if sep and key.strip():
+            settings[key.strip()] = value.strip()
+    return settings
+
+
+class SQLBackend(Backend):
+    """Shared SQL logic; subclasses set the driver and the dialect."""
+
+    profile_fields = tuple(PROFILE_COLUMNS)
+    engine = "SQL"
+
+    def __init__(self, connection, describe_error):
+        self.conn = connection
+        self._describe_error = describe_error
+
+    # -- dialect hooks -------------------------------------------------
+    def quote(self, identifier):
+        raise NotImplementedError
+
+    def state_table_ddl(self):
+        raise NotImplementedError
+
+    # -- helpers ---------------------------------------------------------
+    def _query(self, sql, params=()):
+        cur = self.conn.cursor()
+        try:
+            cur.execute(sql, params)
+            return cur.fetchall()
+        finally:
+            cur.close()
+
+    def _fail(self, doing, exc):
+        self._rollback()
+        return BackendError("%s %s failed: %s" % (self.engine, doing, self._describe_error(exc)))
+
+    def _rollback(self):
+        try:
+            self.conn.rollback()
+        except Exception:  # noqa: BLE001 - the connection may already be gone
+            pass
+
+    def close(self):
+        try:
+            self.conn.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    # -- replication state schema ---------------------------------------
+    def ensure_state_schema(self):
+        """Create the replication state table (needs CREATE; idempotent)."""
+        try:
+            cur = self.conn.cursor()
+            for statement in self.state_table_ddl():
+                cur.execute(statement)
+            cur.close()
+            self.conn.commit()
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail("creating the replication state table", exc)
+
+    def check_state_schema(self):
+        try:
+            self._query("SELECT resource, guid, kind, address FROM %s WHERE 1 = 0" % STATE_TABLE)
+            self.conn.rollback()
+        except Exception as exc:  # noqa: BLE001
+            self._rollback()
+            raise BackendError(
+                "the replication state table %s is missing or unreadable in the %s database (%s); "
+                "create it once with ad_resource and backend.schema_login_user/schema_login_password "
+                "(a login allowed to CREATE TABLE), then run again"
+                % (STATE_TABLE, self.engine, self._describe_error(exc)))
+
+    # -- reading ---------------------------------------------------------
+    def domain_info(self, domain):
+        try:
+            rows = self._query("SELECT active, backupmx, settings FROM domain WHERE domain = %s", (domain,))
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail("reading domain %s" % domain, exc)
+        row = rows[0] if rows else (0, 0, "")
+        require_hosted(domain, bool(rows), int(row[0]) == 1, int(row[1]) == 1)
+        settings = parse_domain_settings(row[2])
+        try:
+            default_quota = int(settings.get("default_user_quota", DEFAULT_QUOTA_MB))
+        except ValueError:
+            default_quota = DEFAULT_QUOTA_MB
+        disabled = [s.strip() for s in settings.get("disabled_mail_services", "").split(",") if s.strip()]
+        return DomainInfo(domain, default_quota, disabled)
+
+    def current_state(self, resource, domain):
+        self.check_state_schema()
+        fields = ["active", "quota"] + [PROFILE_COLUMNS[f] for f in self.profile_fields]
+        columns = ", ".join("m.%s" % self.quote(c) for c in ["username"] + fields)
+        try:
+            rows = self._query(
+                "SELECT o.guid, o.address, %s FROM %s o LEFT JOIN mailbox m ON m.username = o.address "
+                "WHERE o.resource = %%s AND o.kind = 'user'" % (columns, STATE_TABLE), (resource,))
+            taken = self._query(
+                "SELECT address FROM forwardings WHERE domain = %s "
+                "UNION SELECT address FROM alias WHERE domain = %s "
+                "UNION SELECT username FROM mailbox WHERE domain = %s", (domain, domain, domain))
+            # Addresses owned by other resources count as taken, wherever
+            # their mailbox lives.
+            taken_state = self._query(
+                "SELECT address FROM %s WHERE resource <> %%s" % STATE_TABLE, (resource,))
+            self.conn.rollback()
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail("reading the accounts of %s" % domain, exc)
+        managed = {}
+        for row in rows:
+            guid, address, username = row[0], row[1], row[2]
+            values = None
+            if username is not None:
+                values = {"address": username, "active": int(row[3]) == 1, "quota": int(row[4] or 0)}
+                for offset, field in enumerate(self.profile_fields):
+                    values[field] = row[5 + offset] or ""
+            managed[guid] = plans.ManagedAccount(guid, address, values)
+        taken_addresses = set(r[0].lower() for r in taken) | set(r[0] for r in taken_state)
+        return plans.CurrentState(managed, taken_addresses)
+
+    # -- writing ---------------------------------------------------------
+    def apply(self, plan, resource, domain, settings):
+        """Write the whole plan in one transaction: all of it or nothing."""
+        now = datetime.datetime.now().replace(microsecond=0)
+        base, node = split_storage_base(settings.storage_base_directory)
+        cur = self.conn.cursor()
+        try:
+            # Renames first: they free addresses that creates may reuse.
+            ordered = sorted(plan.changes, key=lambda c: (c.kind != plans.RENAME, c.kind == plans.DELETE))
+            for change in ordered:
+                if change.kind == plans.CREATE:
+                    self._create(cur, change, resource, domain, settings, base, node, now)
+                elif change.kind == plans.DELETE:
+                    self._delete(cur, change, resource, base, node, now)
+                else:
+                    self._update(cur, change, resource, now)
+            self.conn.commit()
+        except BackendError:
+            self._rollback()
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail("writing the plan (nothing was written)", exc)
+        finally:
+            try:
+                cur.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def _profile_values(self, fields):
+        return dict((PROFILE_COLUMNS[f], fields[f]) for f in self.profile_fields if f in fields)
+
+    def _create(self, cur, change, resource, domain, settings, base, node, now):
+        after = change.after
+        address = after["address"]
+        active = 1 if after["active"] else 0
+        values = {
+            "username": address,
+            "password": unusable_password_hash(),
+            "storagebasedirectory": base,
+            "storagenode": node,
+            "maildir": maildir_path(address, now),
+            "quota": after["quota"],
+            "domain": domain.name,
+            "active": active,
+            "mailboxformat": settings.mailbox_format,
+            "mailboxfolder": settings.mailbox_folder,
+            "language": settings.language,
+            "passwordlastchange": now,
+            "created": now,
+            "modified": now,
+        }
+        values.update(self._profile_values(after))
+        for service in domain.disabled_services:
+            for column in SERVICE_COLUMNS.get(service, ()):
+                values[column] = 0
+        # A managed account removed by hand leaves its forwardings and its
+        # state row behind; clear both so the create is the same as new.
+        cur.execute("DELETE FROM mailbox WHERE username = %s", (address,))
+        cur.execute("DELETE FROM forwardings WHERE address = %s AND forwarding = %s", (address, address))
+        cur.execute("DELETE FROM %s WHERE resource = %%s AND guid = %%s" % STATE_TABLE, (resource, change.guid))
+        self._insert(cur, "mailbox", values)
+        self._insert(cur, "forwardings", {
+            "address": address, "forwarding": address, "domain": domain.name,
+            "dest_domain": domain.name, "is_forwarding": 1, "active": active})
+        self._insert(cur, STATE_TABLE, {
+            "resource": resource, "guid": change.guid, "kind": "user", "address": address,
+            "created": now, "modified": now})
+
+    def _update(self, cur, change, resource, now):
+        before, after = change.before, change.after
+        old, new = before["address"], after["address"]
+        if old != new:
+            for table, column in ADDRESS_COLUMNS:
+                cur.execute("UPDATE %s SET %s = %%s WHERE %s = %%s"
+                            % (table, self.quote(column), self.quote(column)), (new, old))
+            # The mail home keeps its path: renaming moves no mail.
+            cur.execute("UPDATE mailbox SET username = %s WHERE username = %s", (new, old))
+            cur.execute("UPDATE %s SET address = %%s, modified = %%s WHERE resource = %%s AND guid = %%s"
+                        % STATE_TABLE, (new, now, resource, change.guid))
+        values = {"quota": after["quota"], "active": 1 if after["active"] else 0, "modified": now}
+        values.update(self._profile_values(after))
+        assignments = ", ".join("%s = %%s" % self.quote(column) for column in values)
+        cur.execute("UPDATE mailbox SET %s WHERE username = %%s" % assignments,
+                    list(values.values()) + [new])
+        if before["active"] != after["active"]:
+            # As iRedAdmin does: the self row, forwardings, per-user aliases
+            # and alias memberships follow the account's status, or Postfix
+            # would still route mail to a disabled user.
+            cur.execute("UPDATE forwardings SET active = %s WHERE address = %s OR forwarding = %s",
+                        (values["active"], new, new))
+
+    def _delete(self, cur, change, resource, base, node, now):
+        """iRedAdmin's deletion: schedule the maildir, remove every row naming the user."""
+        address = change.address
+        rows = self._query_cur(cur, "SELECT storagebasedirectory, storagenode, maildir, domain "
+                                    "FROM mailbox WHERE username = %s", (address,))
+        if rows:
+            sbase, snode, maildir, domain = rows[0]
+            self._insert(cur, "deleted_mailboxes", {
+                "username": address, "domain": domain,
+                "maildir": "/%s/%s/%s/" % (sbase.strip("/"), snode.strip("/"), maildir.strip("/")),
+                "admin": "mailsync:%s" % resource, "delete_date": None})
+        for table, column in (("mailbox", "username"), ("domain_admins", "username"),
+                              ("recipient_bcc_user", "username"), ("sender_bcc_user", "username"),
+                              ("used_quota", "username"), ("forwardings", "address"),
+                              ("forwardings", "forwarding"), ("moderators", "moderator")):
+            cur.execute("DELETE FROM %s WHERE %s = %%s" % (table, self.quote(column)), (address,))
+        cur.execute("DELETE FROM %s WHERE resource = %%s AND guid = %%s" % STATE_TABLE, (resource, change.guid))
+
+    @staticmethod
+    def _query_cur(cur, sql, params):
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+    def _insert(self, cur, table, values):
+        columns = ", ".join(self.quote(c) for c in values)
+        placeholders = ", ".join(["%s"] * len(values))
+        cur.execute("INSERT INTO %s (%s) VALUES (%s)" % (table, columns, placeholders), list(values.values()))

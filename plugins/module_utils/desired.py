@@ -1,0 +1,83 @@
+# -*- coding: utf-8 -*-
+# Copyright: mailsync.iredmail contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""From AD objects to the accounts iRedMail should hold (no I/O)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+from ansible_collections.mailsync.iredmail.plugins.module_utils.model import (
+    AddressError,
+    MailAccount,
+    Skip,
+    domain_of,
+    normalise_address,
+)
+
+_QUOTA_RE = re.compile(r"^\s*(\d+)\s*([mgt]?)b?\s*$", re.IGNORECASE)
+_QUOTA_UNITS = {"": 1, "m": 1, "g": 1024, "t": 1024 * 1024}
+
+
+def parse_quota(value):
+    """Megabytes from `2048`, `2048M`, `2G` or `1T`; None if unreadable."""
+    if value is None:
+        return None
+    match = _QUOTA_RE.match(value)
+    if not match:
+        return None
+    return int(match.group(1)) * _QUOTA_UNITS[match.group(2).lower()]
+
+
+class DesiredState(object):
+    """Accounts keyed on objectGUID, plus what was left out and why."""
+
+    def __init__(self, accounts, skipped):
+        self.accounts = accounts
+        self.skipped = skipped
+
+
+def desired_accounts(users, target_domain, default_quota, attribute_map, quota_attribute=None):
+    """Map each AD user to the MailAccount it should be, or to a Skip.
+
+    `attribute_map` maps model profile fields to AD attributes; fields
+    absent from it are not managed. An address claimed by two objects is
+    written for neither: choosing one would make the result depend on
+    search order.
+    """
+    candidates = {}
+    skipped = []
+    for user in users:
+        try:
+            address = normalise_address(user.mail)
+        except AddressError as exc:
+            reason = "no mail address" if user.mail is None else "invalid address: %s" % exc
+            skipped.append(Skip(user.dn, user.guid, user.mail, reason))
+            continue
+        if domain_of(address) != target_domain:
+            skipped.append(Skip(user.dn, user.guid, address,
+                                "address outside target domain %s" % target_domain))
+            continue
+        quota = default_quota
+        if quota_attribute:
+            parsed = parse_quota(user.attributes.get(quota_attribute))
+            if parsed is not None:
+                quota = parsed
+        profile = dict((field, user.attributes.get(attribute))
+                       for field, attribute in attribute_map.items())
+        account = MailAccount(user.guid, user.dn, address, active=not user.disabled,
+                              quota=quota, profile=profile)
+        candidates.setdefault(address, []).append(account)
+
+    accounts = {}
+    for address, claimants in candidates.items():
+        if len(claimants) == 1:
+            accounts[claimants[0].guid] = claimants[0]
+            continue
+        others = ", ".join(sorted(account.dn for account in claimants))
+        for account in claimants:
+            skipped.append(Skip(account.dn, account.guid, address,
+                                "address claimed by %d AD objects: %s" % (len(claimants), others)))
+    return DesiredState(accounts, skipped)

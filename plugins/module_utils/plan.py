@@ -1,0 +1,235 @@
+# -*- coding: utf-8 -*-
+# Copyright: mailsync.iredmail contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Desired state against current state: the plan of account changes (no I/O).
+
+The plan is a plain value. Check mode, diff, the module's return, reports
+and the backend writers all read the same plan, so what `--check` shows is
+exactly what a real run writes.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import math
+
+from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import (
+    ConfigError,
+    SafetyLimitError,
+)
+from ansible_collections.mailsync.iredmail.plugins.module_utils.model import Skip
+
+CREATE = "create"
+UPDATE = "update"
+RENAME = "rename"
+DISABLE = "disable"
+ENABLE = "enable"
+DELETE = "delete"
+KINDS = (CREATE, UPDATE, RENAME, DISABLE, ENABLE, DELETE)
+
+# The summary names each kind by its past tense, as the module returns it.
+SUMMARY_KEYS = {
+    CREATE: "created", UPDATE: "updated", RENAME: "renamed",
+    DISABLE: "disabled", ENABLE: "enabled", DELETE: "deleted",
+}
+
+REMOVED_KEEP = "keep"
+REMOVED_DISABLE = "disable"
+REMOVED_DELETE = "delete"
+
+# Without an explicit max_deletes a run may disable or delete at most this
+# share of the managed accounts, and never fewer than DEFAULT_MIN_DELETES:
+# small directories stay usable, a filter mistake on a large one stops.
+DEFAULT_MAX_DELETES_PERCENT = 10
+DEFAULT_MIN_DELETES = 10
+
+
+class ManagedAccount(object):
+    """What the backend holds for one object replication manages."""
+
+    __slots__ = ("guid", "address", "fields")
+
+    def __init__(self, guid, address, fields):
+        self.guid = guid
+        self.address = address
+        # the same keys as MailAccount.as_dict(), or None if the account is gone
+        self.fields = fields
+
+
+class CurrentState(object):
+    """The backend's view: managed objects by GUID, and every address in use."""
+
+    def __init__(self, managed, taken_addresses):
+        self.managed = managed
+        self.taken_addresses = taken_addresses
+
+
+class Change(object):
+    """One account's change. `before`/`after` hold managed fields only."""
+
+    __slots__ = ("kind", "guid", "address", "before", "after", "account", "reason")
+
+    def __init__(self, kind, guid, address, before=None, after=None, account=None, reason=None):
+        self.kind = kind
+        self.guid = guid
+        # the address the account has now (after the change for a create)
+        self.address = address
+        self.before = before
+        self.after = after
+        self.account = account
+        self.reason = reason
+
+    @property
+    def new_address(self):
+        return self.after["address"] if self.after else None
+
+    def as_dict(self):
+        result = {"kind": self.kind, "guid": self.guid, "address": self.address,
+                  "before": self.before, "after": self.after}
+        if self.reason:
+            result["reason"] = self.reason
+        return result
+
+    def as_diff(self):
+        return {
+            "before_header": "%s (%s)" % (self.address, self.kind),
+            "after_header": "%s (%s)" % (self.new_address or self.address, self.kind),
+            "before": _render(self.before),
+            "after": _render(self.after),
+        }
+
+
+def _render(fields):
+    if not fields:
+        return ""
+    return "".join("%s: %s\n" % (key, fields[key]) for key in sorted(fields))
+
+
+class Plan(object):
+    def __init__(self, changes, skipped, unchanged):
+        self.changes = changes
+        self.skipped = skipped
+        self.unchanged = unchanged
+
+    def of_kind(self, kind):
+        return [change for change in self.changes if change.kind == kind]
+
+    @property
+    def summary(self):
+        counts = dict((SUMMARY_KEYS[kind], 0) for kind in KINDS)
+        for change in self.changes:
+            counts[SUMMARY_KEYS[change.kind]] += 1
+        counts["unchanged"] = self.unchanged
+        counts["skipped"] = len(self.skipped)
+        return counts
+
+    def __bool__(self):
+        return bool(self.changes)
+
+    __nonzero__ = __bool__
+
+
+def _kind_of_update(before, after):
+    """The kind an existing account's change is counted as."""
+    if before["address"] != after["address"]:
+        return RENAME
+    if before["active"] and not after["active"]:
+        return DISABLE
+    if not before["active"] and after["active"]:
+        return ENABLE
+    return UPDATE
+
+
+def build_plan(desired, current, on_removed=REMOVED_DISABLE):
+    """Compare and decide; never reads or writes anything."""
+    changes = []
+    skipped = list(desired.skipped)
+    unchanged = 0
+    managed_addresses = set(m.address for m in current.managed.values())
+
+    for guid, account in sorted(desired.accounts.items(), key=lambda item: item[1].address):
+        after = account.as_dict()
+        managed = current.managed.get(guid)
+        if managed is not None and managed.fields is not None:
+            before = dict((key, managed.fields.get(key)) for key in after)
+            if before == after:
+                unchanged += 1
+                continue
+            if after["address"] != managed.address and _taken_by_other(after["address"], current, managed_addresses):
+                skipped.append(Skip(account.dn, guid, after["address"],
+                                    "cannot rename %s: address already used by an account "
+                                    "replication does not manage" % managed.address))
+                continue
+            changes.append(Change(_kind_of_update(before, after), guid, managed.address,
+                                  before, after, account))
+            continue
+        # A new object, or a managed one whose account was removed by hand:
+        # either way the account is created.
+        own_address = managed.address if managed is not None else None
+        if after["address"] != own_address and _taken_by_other(after["address"], current, managed_addresses):
+            skipped.append(Skip(account.dn, guid, after["address"],
+                                "address already used by an account replication does not manage"))
+            continue
+        changes.append(Change(CREATE, guid, after["address"], None, after, account))
+
+    if on_removed != REMOVED_KEEP:
+        for guid, managed in sorted(current.managed.items(), key=lambda item: item[1].address):
+            if guid in desired.accounts or managed.fields is None:
+                continue
+            if on_removed == REMOVED_DISABLE:
+                if not managed.fields["active"]:
+                    unchanged += 1
+                    continue
+                after = dict(managed.fields, active=False)
+                changes.append(Change(DISABLE, guid, managed.address, dict(managed.fields), after,
+                                      reason="no longer in Active Directory"))
+            else:
+                changes.append(Change(DELETE, guid, managed.address, dict(managed.fields), None,
+                                      reason="no longer in Active Directory"))
+    return Plan(changes, skipped, unchanged)
+
+
+def _taken_by_other(address, current, managed_addresses):
+    # An address held by a managed account may be freed in this same run
+    # (a rename or removal); only unmanaged holders are conflicts.
+    return address in current.taken_addresses and address not in managed_addresses
+
+
+def parse_max_deletes(value):
+    """(count, percent) from `25`, `'25'` or `'10%'`; (None, None) for the default."""
+    if value is None or value == "":
+        return None, None
+    text = str(value).strip()
+    try:
+        if text.endswith("%"):
+            percent = float(text[:-1])
+            if not 0 <= percent <= 100:
+                raise ValueError
+            return None, percent
+        count = int(text)
+        if count < 0:
+            raise ValueError
+        return count, None
+    except ValueError:
+        raise ConfigError("max_deletes must be a non-negative count or a percentage such as '10%%', got %r" % value)
+
+
+def removal_limit(max_deletes, managed_count):
+    count, percent = parse_max_deletes(max_deletes)
+    if count is not None:
+        return count
+    if percent is not None:
+        return int(math.ceil(managed_count * percent / 100.0))
+    return max(DEFAULT_MIN_DELETES, int(math.ceil(managed_count * DEFAULT_MAX_DELETES_PERCENT / 100.0)))
+
+
+def check_safety(plan, max_deletes, managed_count):
+    """Refuse a plan that disables or deletes more accounts than allowed."""
+    removals = [change for change in plan.changes if change.kind in (DISABLE, DELETE)]
+    limit = removal_limit(max_deletes, managed_count)
+    if len(removals) > limit:
+        raise SafetyLimitError(
+            "refusing to disable or delete %d of %d managed accounts: the limit (max_deletes) is %d; "
+            "nothing was written. Check the AD filters and base DN, or raise max_deletes for this run."
+            % (len(removals), managed_count, limit))

@@ -1,0 +1,88 @@
+# -*- coding: utf-8 -*-
+# Copyright: mailsync.iredmail contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The replication pipeline, used by ad_replicate and the systemd service.
+
+AD entries -> desired state -> plan -> backend writer, in one direction.
+AD is read completely before any plan is made, so a failed or partial
+read stops the run before a single account could look removed.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.mailsync.iredmail.plugins.module_utils import ad_connection, ad_reader
+from ansible_collections.mailsync.iredmail.plugins.module_utils.desired import desired_accounts
+from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import BackendError, ConfigError
+from ansible_collections.mailsync.iredmail.plugins.module_utils.plan import build_plan, check_safety
+
+
+def open_backend(backend_options):
+    """Connect to the account store the resource names."""
+    kind = backend_options["type"]
+    if kind == "mysql":
+        from ansible_collections.mailsync.iredmail.plugins.module_utils.backends.mysql import MySQLBackend
+        return MySQLBackend.connect(**backend_options)
+    raise ConfigError("backend type %s is not supported yet" % kind)
+
+
+def open_directory(resource):
+    return ad_connection.connect(
+        resource.server_uri, resource.bind_dn, resource.bind_password,
+        start_tls=resource.start_tls, validate_certs=resource.validate_certs,
+        ca_cert=resource.ca_cert, allow_insecure=resource.allow_insecure,
+        timeout=resource.timeout)
+
+
+def read_directory(resource, profile_fields):
+    """Every user the resource selects, with the attributes replication maps."""
+    attribute_map = dict((f, a) for f, a in resource.attribute_map.items() if f in profile_fields)
+    extra = list(attribute_map.values())
+    if resource.quota_attribute:
+        extra.append(resource.quota_attribute)
+    conn = open_directory(resource)
+    try:
+        users = list(ad_reader.read_users(conn, resource.base_dn, resource.user_filter,
+                                          resource.user_mail_attribute, extra))
+    finally:
+        conn.unbind()
+    return users, attribute_map
+
+
+def plan_replication(resource, backend):
+    """Read AD and the backend, and decide; writes nothing."""
+    # The domain check is cheap and makes a misconfigured target fail
+    # before AD is read at all.
+    domain = backend.domain_info(resource.target_domain)
+    users, attribute_map = read_directory(resource, backend.profile_fields)
+    default_quota = resource.default_quota if resource.default_quota is not None else domain.default_quota
+    desired = desired_accounts(users, resource.target_domain, default_quota, attribute_map,
+                               resource.quota_attribute)
+    current = backend.current_state(resource.name, resource.target_domain)
+    plan = build_plan(desired, current, resource.on_removed)
+    check_safety(plan, resource.max_deletes, len(current.managed))
+    return plan, domain
+
+
+def replicate(resource, check_mode=False):
+    """Replicate one resource now; return the plan that was (or would be) applied."""
+    with open_backend(resource.backend) as backend:
+        plan, domain = plan_replication(resource, backend)
+        if plan.changes and not check_mode:
+            backend.apply(plan, resource.name, domain, resource)
+    return plan
+
+
+def ensure_state_schema(backend_options, check_mode=False):
+    """Create the replication state table with the schema login; True if it was missing."""
+    admin = dict(backend_options, login_user=backend_options["schema_login_user"],
+                 login_password=backend_options.get("schema_login_password"))
+    with open_backend(admin) as backend:
+        try:
+            backend.check_state_schema()
+            return False
+        except BackendError:
+            if not check_mode:
+                backend.ensure_state_schema()
+            return True

@@ -1,0 +1,119 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: mailsync.iredmail contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: ad_replicate
+short_description: Replicate one Active Directory account resource into iRedMail now
+version_added: 0.1.0
+description:
+  - Reads the users a resource declared with M(mailsync.iredmail.ad_resource) selects in Active Directory,
+    compares them with the accounts the resource manages in iRedMail, and writes the difference.
+  - AD users whose mail address is under the resource's target domain become iRedMail mailboxes exactly
+    as iRedAdmin creates them; objects without an address, with an invalid one, outside the target domain,
+    or whose address is already an account replication does not manage are skipped and reported.
+  - Accounts are anchored on the AD C(objectGUID), never on the address.
+  - A run computes the whole plan first and writes it only when not in check mode; on SQL backends the
+    plan is written in one transaction.
+author:
+  - mailsync.iredmail contributors
+extends_documentation_fragment:
+  - mailsync.iredmail.resource_store
+attributes:
+  check_mode:
+    support: full
+    description: Computes and returns the plan, and writes nothing.
+  diff_mode:
+    support: full
+    description: Shows each pending account change with its fields before and after; no secret is ever included.
+options:
+  resource:
+    description:
+      - Name of the resource to replicate.
+    type: str
+    required: true
+    aliases: [name]
+seealso:
+  - module: mailsync.iredmail.ad_resource
+'''
+
+EXAMPLES = r'''
+- name: Replicate the corp resource now
+  mailsync.iredmail.ad_replicate:
+    resource: corp
+  register: replication
+
+- name: Show what replication did
+  ansible.builtin.debug:
+    var: replication.summary
+
+- name: Preview pending account changes without writing
+  mailsync.iredmail.ad_replicate:
+    resource: corp
+  check_mode: true
+  diff: true
+'''
+
+RETURN = r'''
+summary:
+  description: How many accounts each kind of change touched, and how many objects were unchanged or skipped.
+  returned: always
+  type: dict
+  sample: {"created": 2, "updated": 1, "renamed": 0, "disabled": 0, "enabled": 0, "deleted": 0,
+           "unchanged": 40, "skipped": 3}
+skipped:
+  description: AD objects that were not written, each with the reason.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"dn": "CN=Printer,OU=Staff,DC=corp,DC=example,DC=com", "guid": "0b5f4d2e-...",
+            "address": null, "reason": "no mail address"}]
+changes:
+  description:
+    - The plan, one entry per account change, with the managed fields before and after.
+    - In check mode, the changes a real run would write.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"kind": "create", "guid": "0b5f4d2e-...", "address": "jane@example.com", "before": null,
+            "after": {"address": "jane@example.com", "active": true, "quota": 1024, "display_name": "Jane Doe"}}]
+'''
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.mailsync.iredmail.plugins.module_utils import resource as resources
+from ansible_collections.mailsync.iredmail.plugins.module_utils.ad_connection import LDAP3_IMPORT_ERROR
+from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import MailsyncError
+from ansible_collections.mailsync.iredmail.plugins.module_utils.replicate import replicate
+
+
+def main():
+    argument_spec = dict(resource=dict(type="str", required=True, aliases=["name"]))
+    argument_spec.update(resources.config_dir_spec())
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    if LDAP3_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib("ldap3"), exception=LDAP3_IMPORT_ERROR)
+    try:
+        resource = resources.load(module.params["config_dir"], module.params["resource"])
+        plan = replicate(resource, check_mode=module.check_mode)
+    except MailsyncError as exc:
+        module.fail_json(msg=str(exc))
+    result = dict(
+        changed=bool(plan.changes),
+        summary=plan.summary,
+        skipped=[skip.as_dict() for skip in plan.skipped],
+        changes=[change.as_dict() for change in plan.changes],
+    )
+    if module._diff:
+        result["diff"] = [change.as_diff() for change in plan.changes]
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,338 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: mailsync.iredmail contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: ad_resource
+short_description: Declare an Active Directory account resource to replicate into iRedMail
+version_added: 0.1.0
+description:
+  - An AD account resource ties one Active Directory connection (domain controllers, bind account, base DN,
+    user and group filters, attribute mapping) to one hosted iRedMail mail domain and one iRedMail
+    account store (MariaDB/MySQL, PostgreSQL or OpenLDAP).
+  - The resource is kept as one root-only (mode 0600) JSON file per resource under O(config_dir).
+    M(mailsync.iredmail.ad_replicate) and the replication service read it.
+  - With O(backend.schema_login_user), the module also creates the replication state table in the
+    account store once, so that replication itself needs no more than iRedMail's C(vmailadmin) rights.
+author:
+  - mailsync.iredmail contributors
+extends_documentation_fragment:
+  - mailsync.iredmail.ad_connection
+  - mailsync.iredmail.resource_store
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would change in the resource file and the state table, and writes nothing.
+  diff_mode:
+    support: full
+    description: Shows the resource before and after, every secret masked.
+options:
+  name:
+    description:
+      - Name of the resource; letters, digits, C(.), C(_) and C(-), at most 64 characters.
+      - Also the file name and the systemd instance name.
+    type: str
+    required: true
+  state:
+    description:
+      - V(present) writes the resource; V(absent) removes its file (accounts in iRedMail are kept).
+    type: str
+    choices: [present, absent]
+    default: present
+  target_domain:
+    description:
+      - The mail domain accounts are created in. It must already be hosted and active in iRedMail.
+      - AD objects whose address is not under this domain are skipped and reported.
+      - Required when O(state=present).
+    type: str
+  user_filter:
+    description:
+      - LDAP filter selecting the users to replicate.
+      - The default selects every normal user account, enabled or disabled, and no computers.
+    type: str
+    default: (sAMAccountType=805306368)
+  group_filter:
+    description:
+      - LDAP filter selecting the groups to replicate as mail aliases.
+    type: str
+    default: (objectClass=group)
+  user_mail_attribute:
+    description:
+      - AD attribute holding a user's full mail address.
+    type: str
+    default: userPrincipalName
+  group_mail_attribute:
+    description:
+      - AD attribute holding a group's full mail address.
+    type: str
+    default: mail
+  replicate_groups:
+    description:
+      - Replicate AD groups as iRedMail mail aliases.
+    type: bool
+    default: true
+  attribute_map:
+    description:
+      - AD attribute for each profile field, overriding the defaults
+        (C(display_name=displayName), C(first_name=givenName), C(last_name=sn), C(employee_id=employeeID),
+        C(title=title), C(mobile=mobile), C(telephone=telephoneNumber)).
+      - Map a field to an empty string to stop managing it; values are then left as set in iRedMail.
+      - Values longer than 255 characters are cut at 255.
+      - iRedMail's SQL schema has no column for C(title); it is stored on the OpenLDAP backend only.
+    type: dict
+  quota_attribute:
+    description:
+      - AD attribute holding a mailbox quota in megabytes (or with a C(M), C(G) or C(T) suffix).
+      - Users without a readable value get O(default_quota).
+    type: str
+  default_quota:
+    description:
+      - Mailbox quota in megabytes, 0 for unlimited.
+      - Defaults to the domain's C(default_user_quota) setting, or 1024.
+    type: int
+  storage_base_directory:
+    description:
+      - Storage base directory and node of new mailboxes, as iRedAdmin's C(storage_base_directory).
+    type: str
+    default: /var/vmail/vmail1
+  mailbox_format:
+    description:
+      - Dovecot mailbox format of new mailboxes.
+    type: str
+    default: maildir
+  mailbox_folder:
+    description:
+      - Folder inside the mail home that holds mail.
+    type: str
+    default: Maildir
+  language:
+    description:
+      - Preferred language of new mailboxes, such as C(en_US); empty for the server default.
+    type: str
+    default: ''
+  on_removed:
+    description:
+      - What happens to an account whose AD object is deleted, moved out of O(base_dn) or no longer
+        matches O(user_filter).
+      - V(keep) leaves it as it is; V(disable) disables it; V(delete) deletes it as iRedAdmin does
+        (the mailbox is scheduled for removal in C(deleted_mailboxes)).
+      - A failed or partial read of AD never counts as removal.
+    type: str
+    choices: [keep, disable, delete]
+    default: disable
+  max_deletes:
+    description:
+      - Most accounts one run may disable or delete, as a count (V(25)) or a percentage of the managed
+        accounts (V(10%)). A run that would exceed it fails and writes nothing.
+      - By default 10% of the managed accounts, and never fewer than 10.
+    type: str
+  backend:
+    description:
+      - The iRedMail account store to write to.
+      - Required when O(state=present).
+    type: dict
+    suboptions:
+      type:
+        description:
+          - V(mysql) for MariaDB/MySQL, V(pgsql) for PostgreSQL, V(ldap) for OpenLDAP.
+        type: str
+        required: true
+        choices: [mysql, pgsql, ldap]
+      host:
+        description: Database host (SQL backends).
+        type: str
+        default: 127.0.0.1
+      port:
+        description: Database port (SQL backends); the engine's default when omitted.
+        type: int
+      login_user:
+        description:
+          - Database login (SQL backends), such as iRedMail's C(vmailadmin).
+          - It needs SELECT, INSERT, UPDATE and DELETE on the database, nothing more.
+        type: str
+      login_password:
+        description: Password of O(backend.login_user). Stored in the root-only resource file, never shown.
+        type: str
+      login_unix_socket:
+        description: Unix socket of a local MySQL server, used instead of O(backend.host).
+        type: path
+      database:
+        description: Database holding iRedMail's accounts (SQL backends).
+        type: str
+        default: vmail
+      schema_login_user:
+        description:
+          - A login allowed to create tables (SQL backends). When given, the replication state table is
+            created in O(backend.database) if it is missing.
+          - Used once by this module and never stored.
+        type: str
+      schema_login_password:
+        description: Password of O(backend.schema_login_user). Never stored, never shown.
+        type: str
+      server_uri:
+        description: OpenLDAP URI (ldap backend), such as C(ldap://127.0.0.1:389).
+        type: str
+      bind_dn:
+        description: DN to bind to OpenLDAP as (ldap backend), such as C(cn=vmailadmin,dc=example,dc=com).
+        type: str
+      bind_password:
+        description: Password of O(backend.bind_dn). Stored in the root-only resource file, never shown.
+        type: str
+      base_dn:
+        description: iRedMail's domains container (ldap backend), such as C(o=domains,dc=example,dc=com).
+        type: str
+      connect_timeout:
+        description: Seconds to wait for the account store to connect.
+        type: int
+        default: 10
+notes:
+  - AD passwords are not replicated; replicated accounts get an unusable local password hash.
+seealso:
+  - module: mailsync.iredmail.ad_replicate
+'''
+
+EXAMPLES = r'''
+- name: Replicate corp.example.com's AD users into the iRedMail MariaDB backend
+  mailsync.iredmail.ad_resource:
+    name: corp
+    target_domain: example.com
+    server_uri:
+      - ldaps://dc1.corp.example.com
+      - ldaps://dc2.corp.example.com
+    ca_cert: /etc/ssl/certs/corp-ca.pem
+    bind_dn: CN=mailsync,CN=Users,DC=corp,DC=example,DC=com
+    bind_password: "{{ vault_mailsync_bind_password }}"
+    base_dn: OU=Staff,DC=corp,DC=example,DC=com
+    user_mail_attribute: mail
+    on_removed: disable
+    max_deletes: 10%
+    backend:
+      type: mysql
+      host: 127.0.0.1
+      login_user: vmailadmin
+      login_password: "{{ vault_vmailadmin_password }}"
+      schema_login_user: root
+      schema_login_password: "{{ vault_mysql_root_password }}"
+
+- name: StartTLS on port 389, with a custom attribute mapping
+  mailsync.iredmail.ad_resource:
+    name: branch
+    target_domain: branch.example.com
+    server_uri: [ldap://dc3.corp.example.com]
+    start_tls: true
+    bind_dn: mailsync@corp.example.com
+    bind_password: "{{ vault_mailsync_bind_password }}"
+    base_dn: OU=Branch,DC=corp,DC=example,DC=com
+    attribute_map:
+      employee_id: employeeNumber
+      mobile: ''
+    quota_attribute: extensionAttribute1
+    backend:
+      type: mysql
+      login_user: vmailadmin
+      login_password: "{{ vault_vmailadmin_password }}"
+
+- name: Remove a resource (iRedMail accounts are kept)
+  mailsync.iredmail.ad_resource:
+    name: branch
+    state: absent
+'''
+
+RETURN = r'''
+path:
+  description: The resource file.
+  returned: always
+  type: str
+  sample: /etc/mailsync/resources/corp.json
+resource:
+  description: The stored options, every secret masked.
+  returned: when O(state=present)
+  type: dict
+  sample: {"target_domain": "example.com", "bind_password": "********"}
+state_schema:
+  description:
+    - V(created) when the replication state table was created (or would be, in check mode),
+      V(present) when it already existed, V(not_checked) without O(backend.schema_login_user).
+  returned: when O(state=present)
+  type: str
+  sample: present
+'''
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.mailsync.iredmail.plugins.module_utils import resource as resources
+from ansible_collections.mailsync.iredmail.plugins.module_utils.ad_connection import LDAP3_IMPORT_ERROR
+from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import MailsyncError
+from ansible_collections.mailsync.iredmail.plugins.module_utils.replicate import ensure_state_schema
+
+# Credentials used once to create tables are never written to the file.
+NOT_STORED = ("schema_login_user", "schema_login_password")
+
+
+def diff_view(options, other):
+    """Masked options, marking secrets that differ from `other` so a password change shows."""
+    view = resources.masked(options)
+    for key in resources.SECRET_KEYS:
+        if options.get(key) != (other or {}).get(key) and options.get(key) is not None:
+            view[key] = resources.MASK + " (changed)"
+    backend, other_backend = options.get("backend") or {}, (other or {}).get("backend") or {}
+    for key in resources.SECRET_KEYS:
+        if backend.get(key) is not None and backend.get(key) != other_backend.get(key):
+            view["backend"][key] = resources.MASK + " (changed)"
+    return view
+
+
+def main():
+    argument_spec = dict(
+        name=dict(type="str", required=True),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+    )
+    argument_spec.update(resources.config_dir_spec())
+    argument_spec.update(resources.resource_options())
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    if LDAP3_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib("ldap3"), exception=LDAP3_IMPORT_ERROR)
+
+    name, config_dir = module.params["name"], module.params["config_dir"]
+    try:
+        before = resources.read_stored(config_dir, name)
+        path = resources.resource_path(config_dir, name)
+        if module.params["state"] == "absent":
+            changed = before is not None
+            if changed and not module.check_mode:
+                resources.remove(config_dir, name)
+            module.exit_json(changed=changed, path=path,
+                             diff={"before": resources.masked(before) if before else {}, "after": {}})
+
+        options = dict((key, module.params[key]) for key in resources.resource_options())
+        options = resources.validate(name, options)
+        backend = dict(options["backend"])
+        stored = dict(options, backend=dict((k, v) for k, v in backend.items() if k not in NOT_STORED))
+
+        state_schema = "not_checked"
+        schema_changed = False
+        if backend.get("schema_login_user"):
+            schema_changed = ensure_state_schema(backend, module.check_mode)
+            state_schema = "created" if schema_changed else "present"
+
+        if before is not None:
+            before = resources.with_defaults(before)
+        changed = stored != before
+        if changed and not module.check_mode:
+            resources.store(config_dir, name, stored)
+        module.exit_json(
+            changed=changed or schema_changed, path=path, resource=resources.masked(stored),
+            state_schema=state_schema,
+            diff={"before": diff_view(before, stored) if before else {}, "after": diff_view(stored, before)})
+    except MailsyncError as exc:
+        module.fail_json(msg=str(exc))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+import pytest
+
+from ansible_collections.mailsync.iredmail.plugins.module_utils import plan as plans
+from ansible_collections.mailsync.iredmail.plugins.module_utils.desired import DesiredState
+from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import ConfigError, SafetyLimitError
+from ansible_collections.mailsync.iredmail.plugins.module_utils.model import MailAccount
+
+
+def account(guid, address, active=True, name="N"):
+    return MailAccount(guid, "CN=%s" % guid, address, active, 1024, {"display_name": name})
+
+
+def managed(guid, address, active=True, name="N"):
+    return plans.ManagedAccount(guid, address, account(guid, address, active, name).as_dict())
+
+
+def desired(*accounts):
+    return DesiredState(dict((a.guid, a) for a in accounts), [])
+
+
+def current(*accounts, **kw):
+    taken = set(kw.get("taken", ())) | set(m.address for m in accounts)
+    return plans.CurrentState(dict((m.guid, m) for m in accounts), taken)
+
+
+def kinds(plan):
+    return [(c.kind, c.address) for c in plan.changes]
+
+
+def test_new_accounts_are_created_and_equal_ones_left_alone():
+    plan = plans.build_plan(desired(account("g1", "a@x.org"), account("g2", "b@x.org")),
+                            current(managed("g1", "a@x.org")))
+    assert kinds(plan) == [("create", "b@x.org")]
+    assert plan.unchanged == 1
+    assert plan.summary["created"] == 1 and plan.summary["unchanged"] == 1
+
+
+def test_profile_change_is_an_update_with_before_and_after():
+    plan = plans.build_plan(desired(account("g1", "a@x.org", name="New")),
+                            current(managed("g1", "a@x.org", name="Old")))
+    change, = plan.changes
+    assert change.kind == "update"
+    assert change.before["display_name"] == "Old" and change.after["display_name"] == "New"
+    diff = change.as_diff()
+    assert "display_name: Old" in diff["before"] and "display_name: New" in diff["after"]
+
+
+def test_address_change_is_a_rename_keyed_on_guid():
+    plan = plans.build_plan(desired(account("g1", "new@x.org")), current(managed("g1", "old@x.org")))
+    assert kinds(plan) == [("rename", "old@x.org")]
+    assert plan.changes[0].new_address == "new@x.org"
+
+
+def test_disable_and_enable_follow_the_ad_flag():
+    plan = plans.build_plan(desired(account("g1", "a@x.org", active=False), account("g2", "b@x.org")),
+                            current(managed("g1", "a@x.org"), managed("g2", "b@x.org", active=False)))
+    assert kinds(plan) == [("disable", "a@x.org"), ("enable", "b@x.org")]
+
+
+def test_unmanaged_address_is_a_conflict_not_a_takeover():
+    plan = plans.build_plan(desired(account("g1", "postmaster@x.org")), current(taken=["postmaster@x.org"]))
+    assert plan.changes == []
+    assert plan.skipped[0].reason.startswith("address already used")
+
+
+def test_rename_onto_an_unmanaged_address_is_refused():
+    plan = plans.build_plan(desired(account("g1", "postmaster@x.org")),
+                            current(managed("g1", "a@x.org"), taken=["postmaster@x.org"]))
+    assert plan.changes == [] and "cannot rename" in plan.skipped[0].reason
+
+
+def test_managed_account_removed_by_hand_is_created_again():
+    gone = plans.ManagedAccount("g1", "a@x.org", None)
+    plan = plans.build_plan(desired(account("g1", "a@x.org")), current(gone, taken=["a@x.org"]))
+    assert kinds(plan) == [("create", "a@x.org")]
+
+
+@pytest.mark.parametrize("policy, expected", [
+    ("keep", []), ("disable", [("disable", "a@x.org")]), ("delete", [("delete", "a@x.org")]),
+])
+def test_removed_from_ad_follows_policy(policy, expected):
+    plan = plans.build_plan(desired(), current(managed("g1", "a@x.org")), on_removed=policy)
+    assert kinds(plan) == expected
+
+
+def test_already_disabled_removed_account_is_unchanged():
+    plan = plans.build_plan(desired(), current(managed("g1", "a@x.org", active=False)))
+    assert plan.changes == [] and plan.unchanged == 1
+
+
+@pytest.mark.parametrize("value, managed_count, limit", [
+    (None, 5, 10), (None, 1000, 100), ("3", 1000, 3), (0, 10, 0), ("10%", 35, 4), ("100%", 7, 7),
+])
+def test_removal_limit(value, managed_count, limit):
+    assert plans.removal_limit(value, managed_count) == limit
+
+
+@pytest.mark.parametrize("value", ["-1", "ten", "150%", "%"])
+def test_invalid_max_deletes(value):
+    with pytest.raises(ConfigError):
+        plans.parse_max_deletes(value)
+
+
+def test_safety_limit_stops_a_mass_disable():
+    many = [managed("g%d" % i, "u%d@x.org" % i) for i in range(20)]
+    plan = plans.build_plan(desired(), current(*many))
+    with pytest.raises(SafetyLimitError) as err:
+        plans.check_safety(plan, "5", 20)
+    assert "20 of 20" in str(err.value) and "nothing was written" in str(err.value)
+    plans.check_safety(plan, "20", 20)
