@@ -1,0 +1,239 @@
+"""Access to the lab's real servers for the integration tests.
+
+Everything here talks to the servers `tests/lab/lab up` started: Samba AD
+over LDAPS, the iRedMail account stores, and the real Postfix and Dovecot
+lookup tools. Nothing is faked.
+"""
+
+import json
+import os
+import ssl
+import subprocess
+import tempfile
+import uuid
+
+import ldap3
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LAB_DIR = os.environ.get("MAILSYNC_LAB_DIR", os.path.join(ROOT, ".lab"))
+VENV_PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
+
+
+class LabNotRunning(RuntimeError):
+    pass
+
+
+def load_env():
+    path = os.path.join(LAB_DIR, "lab.env")
+    if not os.path.exists(path):
+        raise LabNotRunning("%s is missing: start the lab with tests/lab/lab up" % path)
+    env = {}
+    with open(path) as handle:
+        for line in handle:
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                key, _, value = line.partition("=")
+                env[key] = value
+    return env
+
+
+# ---------------------------------------------------------------- Samba AD
+
+class AD(object):
+    """An administrator's view of the lab AD, to create and change test objects."""
+
+    def __init__(self, env):
+        self.env = env
+        self.base_dn = env["AD_BASE_DN"]
+        tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=env["AD_CA_CERT"])
+        server = ldap3.Server("localhost", port=636, use_ssl=True, tls=tls, get_info=ldap3.NONE)
+        self.conn = ldap3.Connection(server, env["AD_ADMIN_DN"], env["AD_ADMIN_PASSWORD"],
+                                     auto_bind=True, raise_exceptions=True)
+
+    def make_ou(self, name=None):
+        name = name or "t-" + uuid.uuid4().hex[:10]
+        dn = "OU=%s,%s" % (name, self.base_dn)
+        self.conn.add(dn, ["top", "organizationalUnit"])
+        return dn
+
+    def delete_tree(self, dn):
+        self.conn.search(dn, "(objectClass=*)", ldap3.SUBTREE, attributes=["distinguishedName"])
+        for entry in sorted(self.conn.entries, key=lambda e: -len(e.entry_dn)):
+            try:
+                self.conn.delete(entry.entry_dn)
+            except ldap3.core.exceptions.LDAPNoSuchObjectResult:
+                pass
+
+    def make_user(self, ou, cn, upn=None, disabled=False, password="Lab-Passw0rd-1", **attributes):
+        """Create a user; returns its objectGUID as the canonical string."""
+        dn = "CN=%s,%s" % (ldap3.utils.dn.escape_rdn(cn), ou)
+        sam = ("u" + uuid.uuid4().hex)[:20]
+        attrs = {"sAMAccountName": sam, "userAccountControl": 514}
+        if upn is not None:
+            attrs["userPrincipalName"] = upn
+        attrs.update(dict((k, v) for k, v in attributes.items() if v is not None))
+        self.conn.add(dn, ["top", "person", "organizationalPerson", "user"], attrs)
+        self.conn.modify(dn, {"unicodePwd": [(ldap3.MODIFY_REPLACE, [('"%s"' % password).encode("utf-16-le")])]})
+        if not disabled:
+            self.set_disabled(dn, False)
+        return self.guid(dn), dn
+
+    def guid(self, dn):
+        self.conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=["objectGUID"])
+        return str(uuid.UUID(bytes_le=self.conn.entries[0].objectGUID.raw_values[0]))
+
+    def set_disabled(self, dn, disabled):
+        self.conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=["userAccountControl"])
+        uac = int(self.conn.entries[0].userAccountControl.value)
+        uac = (uac | 0x2) if disabled else (uac & ~0x2)
+        self.conn.modify(dn, {"userAccountControl": [(ldap3.MODIFY_REPLACE, [uac])]})
+
+    def modify(self, dn, **attributes):
+        self.conn.modify(dn, dict((k, [(ldap3.MODIFY_REPLACE, [v] if v is not None else [])])
+                                  for k, v in attributes.items()))
+
+    def close(self):
+        self.conn.unbind()
+
+
+# ------------------------------------------------------------ account stores
+
+class MySQLStore(object):
+    """The lab's MariaDB, seen with root rights, and its Postfix/Dovecot lookups."""
+
+    kind = "mysql"
+    postfix_type = "mysql"
+
+    def __init__(self, env):
+        import pymysql
+        self.env = env
+        self.conn = pymysql.connect(host=env["MYSQL_HOST"], port=int(env["MYSQL_PORT"]),
+                                    user=env["MYSQL_ROOT_USER"], password=env["MYSQL_ROOT_PASSWORD"],
+                                    database=env["MYSQL_DATABASE"], autocommit=True,
+                                    cursorclass=pymysql.cursors.DictCursor)
+        self.postfix_dir = env["POSTFIX_MYSQL_DIR"]
+        self.dovecot_conf = env["DOVECOT_MYSQL_CONF"]
+
+    def backend_options(self, schema=False):
+        options = {
+            "type": "mysql", "host": self.env["MYSQL_HOST"], "port": int(self.env["MYSQL_PORT"]),
+            "login_user": self.env["MYSQL_VMAILADMIN_USER"],
+            "login_password": self.env["MYSQL_VMAILADMIN_PASSWORD"],
+            "database": self.env["MYSQL_DATABASE"],
+        }
+        if schema:
+            options["schema_login_user"] = self.env["MYSQL_ROOT_USER"]
+            options["schema_login_password"] = self.env["MYSQL_ROOT_PASSWORD"]
+        return options
+
+    def secrets(self):
+        return [self.env["MYSQL_VMAILADMIN_PASSWORD"], self.env["MYSQL_ROOT_PASSWORD"]]
+
+    def query(self, sql, params=()):
+        with self.conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+
+    def execute(self, sql, params=()):
+        with self.conn.cursor() as cur:
+            return cur.execute(sql, params)
+
+    def mailbox(self, address):
+        rows = self.query("SELECT * FROM mailbox WHERE username = %s", (address,))
+        return rows[0] if rows else None
+
+    def forwardings(self, address):
+        return self.query("SELECT * FROM forwardings WHERE address = %s OR forwarding = %s ORDER BY id",
+                          (address, address))
+
+    def count_accounts(self):
+        return self.query("SELECT COUNT(*) AS n FROM mailbox")[0]["n"]
+
+    def close(self):
+        self.conn.close()
+
+
+# ------------------------------------------------- Postfix and Dovecot tools
+
+def postmap(store, map_name, key):
+    """What Postfix's `map_name` lookup returns for `key` (None if not found)."""
+    path = os.path.join(store.postfix_dir, map_name + ".cf")
+    proc = subprocess.run(["postmap", "-c", store.postfix_dir, "-q", key, "%s:%s" % (store.postfix_type, path)],
+                          capture_output=True, text=True, timeout=30)
+    if proc.returncode == 1 and not proc.stderr.strip():
+        return None
+    if proc.returncode != 0:
+        raise AssertionError("postmap failed (%d): %s" % (proc.returncode, proc.stderr))
+    return proc.stdout.strip()
+
+
+def doveadm_user(store, address, service="lda"):
+    """Dovecot's userdb answer for `address` as a dict, or None if unknown."""
+    proc = subprocess.run(["doveadm", "-c", store.dovecot_conf, "user", "-x", "service=%s" % service, address],
+                          capture_output=True, text=True, timeout=30)
+    if proc.returncode == 67:  # EX_NOUSER
+        return None
+    if proc.returncode != 0:
+        raise AssertionError("doveadm user failed (%d): %s %s" % (proc.returncode, proc.stdout, proc.stderr))
+    fields = {}
+    for line in proc.stdout.splitlines():
+        key, _, value = line.strip().partition("\t")
+        if key and value:
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def doveadm_auth(store, address, password, service="imap"):
+    """True if Dovecot accepts `password` for `address`."""
+    proc = subprocess.run(["doveadm", "-c", store.dovecot_conf, "auth", "test", "-x", "service=%s" % service,
+                           "-x", "secured", address, password], capture_output=True, text=True, timeout=30)
+    return proc.returncode == 0
+
+
+# ---------------------------------------------------------- ansible-playbook
+
+class PlaybookRun(object):
+    def __init__(self, proc, results):
+        self.returncode = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        self.results = results
+
+    def task(self, name):
+        return self.results[name]
+
+
+def run_playbook(tasks, check=False, diff=False, extra_args=(), stdout_callback="json"):
+    """Run `tasks` on localhost with ansible-playbook; results by task name.
+
+    The JSON callback gives each task's module result exactly as Ansible
+    returns it, so assertions read what a user's playbook would register.
+    """
+    play = [{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", dir=ROOT, prefix=".test-play-", delete=False) as handle:
+        yaml.safe_dump(play, handle)
+        path = handle.name
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK=stdout_callback,
+               ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
+    cmd = [os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "-i", "localhost,", "-c", "local",
+           "-e", "ansible_python_interpreter=%s" % VENV_PYTHON, path]
+    if check:
+        cmd.append("--check")
+    if diff:
+        cmd.append("--diff")
+    cmd.extend(extra_args)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    finally:
+        os.unlink(path)
+    results = {}
+    if stdout_callback == "json":
+        try:
+            data = json.loads(proc.stdout)
+        except ValueError:
+            raise AssertionError("ansible-playbook printed no JSON (rc %d): %s %s"
+                                 % (proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:]))
+        for task in data["plays"][0]["tasks"]:
+            results[task["task"]["name"]] = task["hosts"]["localhost"]
+    return PlaybookRun(proc, results)

@@ -1,0 +1,212 @@
+"""End-to-end replication with ansible-playbook, against Samba AD and each account store."""
+
+import json
+import os
+import re
+import stat
+
+from lab import doveadm_auth, doveadm_user, postmap, run_playbook
+
+
+def declare_and_replicate(args, check=False, diff=False, replicate_name="replicate"):
+    tasks = [
+        {"name": "declare", "mailsync.iredmail.ad_resource": args},
+        {"name": replicate_name, "mailsync.iredmail.ad_replicate": {
+            "resource": args["name"], "config_dir": args["config_dir"]}},
+    ]
+    return run_playbook(tasks, check=check, diff=diff)
+
+
+def replicate_only(args, check=False, diff=False):
+    return run_playbook([{"name": "replicate", "mailsync.iredmail.ad_replicate": {
+        "resource": args["name"], "config_dir": args["config_dir"]}}], check=check, diff=diff)
+
+
+def assert_ok(run):
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+
+
+def test_ad_users_become_working_mailboxes(ad, ou, store, resource_args, tag, env):
+    domain = env["MAIL_DOMAIN"]
+    jane_guid, _ = ad.make_user(ou, "Jane Doe %s" % tag, upn="Jane.%s@%s" % (tag, domain.upper()),
+                                displayName="Jane Doe", givenName="Jane", sn="Doe", employeeID="E-1",
+                                mobile="+1 555 0100", telephoneNumber="+1 555 0101")
+    ad.make_user(ou, "Bob %s" % tag, upn="bob.%s@%s" % (tag, domain))
+
+    run = declare_and_replicate(resource_args)
+    assert_ok(run)
+    result = run.task("replicate")
+    assert result["changed"] is True
+    assert result["summary"]["created"] == 2
+    assert result["summary"]["skipped"] == 0
+
+    jane = "jane.%s@%s" % (tag, domain)
+    row = store.mailbox(jane)
+    assert row is not None, "mailbox row for %s missing" % jane
+    assert row["domain"] == domain
+    assert row["active"] == 1
+    assert row["quota"] == 1024  # the domain's default_user_quota
+    assert row["storagebasedirectory"] == "/var/vmail"
+    assert row["storagenode"] == "vmail1"
+    assert re.match(r"^%s/j/a/n/jane\.%s-\d{4}\.\d\d\.\d\d\.\d\d\.\d\d\.\d\d/$" % (re.escape(domain), tag),
+                    row["maildir"]), row["maildir"]
+    assert row["name"] == "Jane Doe" and row["first_name"] == "Jane" and row["last_name"] == "Doe"
+    assert row["employeeid"] == "E-1" and row["mobile"] == "+1 555 0100" and row["telephone"] == "+1 555 0101"
+    assert row["password"].startswith("{SSHA512}")
+    assert row["allow_nets"] is None
+    for service in ("enablesmtp", "enablesmtpsecured", "enableimap", "enableimapsecured", "enablepop3",
+                    "enabledeliver", "enablelda", "enablelmtp", "enablesieve", "enableinternal",
+                    "enabledoveadm", "enablesogo"):
+        assert row[service] == 1, service
+    assert row["mailboxformat"] == "maildir" and row["mailboxfolder"] == "Maildir"
+
+    forwardings = store.forwardings(jane)
+    assert [(f["address"], f["forwarding"], f["domain"], f["dest_domain"], f["is_forwarding"], f["active"])
+            for f in forwardings] == [(jane, jane, domain, domain, 1, 1)]
+
+    state = store.query("SELECT guid, address FROM mailsync_object WHERE resource = %s ORDER BY address",
+                        (resource_args["name"],))
+    assert {"guid": jane_guid, "address": jane} in state
+
+    # What iRedMail's Postfix and Dovecot ask decides whether mail arrives.
+    assert postmap(store, "virtual_mailbox_domains", domain) is not None
+    assert postmap(store, "virtual_mailbox_maps", jane) == "vmail1/%sMaildir/" % row["maildir"]
+    assert postmap(store, "virtual_alias_maps", jane) == jane
+    assert postmap(store, "sender_login_maps", jane) == jane
+    user = doveadm_user(store, jane)
+    assert user is not None
+    assert user["home"] == "/var/vmail/vmail1/%s" % row["maildir"].rstrip("/")
+    assert user["quota_rule"] == "*:bytes=%d" % (1024 * 1048576)
+    # The local password is unusable: AD passwords are not copied.
+    assert not doveadm_auth(store, jane, "Lab-Passw0rd-1")
+
+
+def test_second_run_changes_nothing(ad, ou, store, resource_args, tag, env):
+    ad.make_user(ou, "Carol %s" % tag, upn="carol.%s@%s" % (tag, env["MAIL_DOMAIN"]))
+    assert_ok(declare_and_replicate(resource_args))
+    before = store.query("SELECT * FROM mailbox WHERE username LIKE %s", ("%%%s%%" % tag,))
+
+    run = declare_and_replicate(resource_args)
+    assert_ok(run)
+    assert run.task("declare")["changed"] is False
+    result = run.task("replicate")
+    assert result["changed"] is False
+    assert result["summary"]["unchanged"] == 1
+    assert result["changes"] == []
+    assert store.query("SELECT * FROM mailbox WHERE username LIKE %s", ("%%%s%%" % tag,)) == before
+
+
+def test_check_diff_lists_pending_accounts_and_writes_nothing(ad, ou, store, resource_args, tag, env, secrets):
+    domain = env["MAIL_DOMAIN"]
+    ad.make_user(ou, "Dave %s" % tag, upn="dave.%s@%s" % (tag, domain), displayName="Dave D")
+    assert_ok(run_playbook([{"name": "declare", "mailsync.iredmail.ad_resource": resource_args}]))
+    accounts = store.count_accounts()
+
+    run = replicate_only(resource_args, check=True, diff=True)
+    assert_ok(run)
+    result = run.task("replicate")
+    assert result["changed"] is True
+    assert result["summary"]["created"] == 1
+    dave = "dave.%s@%s" % (tag, domain)
+    assert [(d["before"], d["after_header"]) for d in result["diff"]] == [("", "%s (create)" % dave)]
+    assert "display_name: Dave D" in result["diff"][0]["after"]
+    assert store.count_accounts() == accounts
+    assert store.mailbox(dave) is None
+
+    # The same through the default callback, as an administrator reads it.
+    human = run_playbook([{"name": "replicate", "mailsync.iredmail.ad_replicate": {
+        "resource": resource_args["name"], "config_dir": resource_args["config_dir"]}}],
+        check=True, diff=True, stdout_callback="default")
+    assert human.returncode == 0, human.stdout
+    assert "+address: %s" % dave in human.stdout
+    for secret in secrets:
+        assert secret not in human.stdout and secret not in human.stderr
+    assert store.mailbox(dave) is None
+
+
+def test_objects_that_cannot_be_mailboxes_are_skipped_and_reported(ad, ou, store, resource_args, tag, env):
+    domain = env["MAIL_DOMAIN"]
+    ad.make_user(ou, "Outside %s" % tag, upn="outside.%s@elsewhere.org" % tag)
+    ad.make_user(ou, "NoUPN %s" % tag)
+    ad.make_user(ou, "Bad %s" % tag, upn="bad %s@%s" % (tag, domain))
+    ad.make_user(ou, "Good %s" % tag, upn="good.%s@%s" % (tag, domain))
+
+    run = declare_and_replicate(resource_args)
+    assert_ok(run)
+    result = run.task("replicate")
+    assert result["summary"]["created"] == 1
+    assert result["summary"]["skipped"] == 3
+    reasons = sorted(skip["reason"].split(":")[0] for skip in result["skipped"])
+    assert reasons == ["address outside target domain %s" % domain, "invalid address", "no mail address"]
+    assert store.query("SELECT username FROM mailbox WHERE username LIKE %s", ("%%%s%%" % tag,)) == [
+        {"username": "good.%s@%s" % (tag, domain)}]
+
+
+def test_an_existing_account_is_a_conflict_and_keeps_working(ad, ou, store, resource_args, tag, env):
+    domain = env["MAIL_DOMAIN"]
+    postmaster = "postmaster@%s" % domain
+    before = store.mailbox(postmaster)
+    ad.make_user(ou, "Impostor %s" % tag, upn=postmaster)
+
+    run = declare_and_replicate(resource_args)
+    assert_ok(run)
+    result = run.task("replicate")
+    assert result["changed"] is False
+    assert result["skipped"][0]["address"] == postmaster
+    assert "not manage" in result["skipped"][0]["reason"]
+    assert store.mailbox(postmaster) == before
+    assert doveadm_auth(store, postmaster, env["POSTMASTER_PASSWORD"])
+
+
+def test_disabled_ad_user_becomes_a_disabled_mailbox(ad, ou, store, resource_args, tag, env):
+    domain = env["MAIL_DOMAIN"]
+    ad.make_user(ou, "Eve %s" % tag, upn="eve.%s@%s" % (tag, domain), disabled=True)
+    assert_ok(declare_and_replicate(resource_args))
+    eve = "eve.%s@%s" % (tag, domain)
+    assert store.mailbox(eve)["active"] == 0
+    assert [f["active"] for f in store.forwardings(eve)] == [0]
+    assert postmap(store, "virtual_mailbox_maps", eve) is None
+    assert postmap(store, "virtual_alias_maps", eve) is None
+    assert doveadm_user(store, eve) is None
+
+
+def test_target_domain_must_be_hosted_and_active(ad, ou, store, resource_args, tag, env):
+    ad.make_user(ou, "Frank %s" % tag, upn="frank.%s@%s" % (tag, env["MAIL_DOMAIN_DISABLED"]))
+    accounts = store.count_accounts()
+    for domain, words in ((env["MAIL_DOMAIN_DISABLED"], "is disabled"),
+                          (env["MAIL_DOMAIN_BACKUPMX"], "backup MX"),
+                          ("nowhere-%s.example.org" % tag, "is not hosted")):
+        args = dict(resource_args, target_domain=domain)
+        run = declare_and_replicate(args)
+        assert run.returncode != 0
+        result = run.task("replicate")
+        assert result["failed"] is True
+        assert words in result["msg"] and "nothing was written" in result["msg"]
+    assert store.count_accounts() == accounts
+
+
+def test_resource_file_is_root_only_and_secrets_never_shown(ad, ou, store, resource_args, tag, env, secrets):
+    ad.make_user(ou, "Gina %s" % tag, upn="gina.%s@%s" % (tag, env["MAIL_DOMAIN"]))
+    run = run_playbook([
+        {"name": "declare", "mailsync.iredmail.ad_resource": resource_args},
+        {"name": "replicate", "mailsync.iredmail.ad_replicate": {
+            "resource": resource_args["name"], "config_dir": resource_args["config_dir"]}},
+    ], diff=True, extra_args=["-vvv"], stdout_callback="default")
+    assert run.returncode == 0, run.stdout[-3000:]
+    for secret in secrets:
+        assert secret not in run.stdout and secret not in run.stderr
+    path = os.path.join(resource_args["config_dir"], resource_args["name"] + ".json")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(resource_args["config_dir"]).st_mode) == 0o700
+    with open(path) as handle:
+        stored = json.load(handle)
+    assert stored["options"]["bind_password"] == env["AD_BIND_PASSWORD"]
+
+    # A changed password is reported as a change, masked in the diff.
+    changed = dict(resource_args, bind_password=env["AD_BIND_PASSWORD"] + "x")
+    run = run_playbook([{"name": "declare", "mailsync.iredmail.ad_resource": changed}], check=True, diff=True)
+    assert_ok(run)
+    declared = run.task("declare")
+    assert declared["changed"] is True
+    assert declared["diff"]["after"]["bind_password"] == "******** (changed)"
+    assert env["AD_BIND_PASSWORD"] not in json.dumps(declared)
