@@ -48,6 +48,16 @@ PROFILE_FIELDS = tuple(DEFAULT_ATTRIBUTE_MAP)
 # many characters, by this one rule, so every backend stores the same value.
 MAX_PROFILE_LENGTH = 255
 
+# iRedAdmin's enabledService values for a normal user (OpenLDAP backend);
+# the SQL schema's enable* column defaults express the same set.
+DEFAULT_USER_SERVICES = (
+    "internal", "doveadm", "lib-storage", "indexer-worker", "dsync", "quota-status", "mail",
+    "smtp", "smtpsecured", "smtptls", "pop3", "pop3secured", "pop3tls", "imap", "imapsecured",
+    "imaptls", "managesieve", "managesievesecured", "managesievetls", "sieve", "sievesecured",
+    "sievetls", "deliver", "lda", "lmtp", "recipientbcc", "senderbcc", "forward", "shadowaddress",
+    "displayedInGlobalAddressBook", "sogo", "sogowebmail", "sogocalendar", "sogoactivesync",
+)
+
 DEFAULT_STORAGE_BASE_DIRECTORY = "/var/vmail/vmail1"
 DEFAULT_QUOTA_MB = 1024
 
@@ -86,6 +96,10 @@ def is_domain_name(value):
 
 def domain_of(address):
     return address.rpartition("@")[2]
+
+
+def local_part(address):
+    return address.rpartition("@")[0]
 
 
 def maildir_path(address, now=None):

@@ -141,59 +141,76 @@ def _kind_of_update(before, after):
     return UPDATE
 
 
-def build_plan(desired, current, on_removed=REMOVED_DISABLE):
-    """Compare and decide; never reads or writes anything."""
+def build_plan(desired, current, on_removed=REMOVED_DISABLE, stored_form=None):
+    """Compare and decide; never reads or writes anything.
+
+    `stored_form` turns desired fields into the form the backend keeps them
+    in (OpenLDAP's mandatory `sn`, say), so equal accounts compare equal.
+    """
     changes = []
     skipped = list(desired.skipped)
     unchanged = 0
     managed_addresses = set(m.address for m in current.managed.values())
+    removed = [(guid, m) for guid, m in sorted(current.managed.items(), key=lambda item: item[1].address)
+               if guid not in desired.accounts and m.fields is not None]
+    # Who holds each address once the plan is applied. Accounts removed
+    # from AD keep theirs unless they are deleted; everything else is
+    # decided below, one desired account at a time.
+    holders = dict((m.address, guid) for guid, m in removed if on_removed != REMOVED_DELETE)
+
+    def conflict(address, guid):
+        holder = holders.get(address)
+        if holder is not None and holder != guid:
+            return "address still held by another replicated account"
+        if address in current.taken_addresses and address not in managed_addresses:
+            return "address already used by an account replication does not manage"
+        return None
 
     for guid, account in sorted(desired.accounts.items(), key=lambda item: item[1].address):
         after = account.as_dict()
+        if stored_form is not None:
+            after = stored_form(after)
         managed = current.managed.get(guid)
-        if managed is not None and managed.fields is not None:
+        exists = managed is not None and managed.fields is not None
+        if exists and dict((key, managed.fields.get(key)) for key in after) == after:
+            holders[after["address"]] = guid
+            unchanged += 1
+            continue
+        own_address = managed.address if managed is not None else None
+        reason = conflict(after["address"], guid) if after["address"] != own_address else None
+        if reason:
+            if exists:
+                reason = "cannot rename %s: %s" % (managed.address, reason)
+                holders[managed.address] = guid
+            skipped.append(Skip(account.dn, guid, after["address"], reason))
+            continue
+        holders[after["address"]] = guid
+        if exists:
             before = dict((key, managed.fields.get(key)) for key in after)
-            if before == after:
-                unchanged += 1
-                continue
-            if after["address"] != managed.address and _taken_by_other(after["address"], current, managed_addresses):
-                skipped.append(Skip(account.dn, guid, after["address"],
-                                    "cannot rename %s: address already used by an account "
-                                    "replication does not manage" % managed.address))
-                continue
             changes.append(Change(_kind_of_update(before, after), guid, managed.address,
                                   before, after, account))
-            continue
-        # A new object, or a managed one whose account was removed by hand:
-        # either way the account is created.
-        own_address = managed.address if managed is not None else None
-        if after["address"] != own_address and _taken_by_other(after["address"], current, managed_addresses):
-            skipped.append(Skip(account.dn, guid, after["address"],
-                                "address already used by an account replication does not manage"))
-            continue
-        changes.append(Change(CREATE, guid, after["address"], None, after, account))
+        else:
+            # A new object, or a managed one whose account was removed by
+            # hand: either way the account is created.
+            changes.append(Change(CREATE, guid, after["address"], None, after, account))
 
-    if on_removed != REMOVED_KEEP:
-        for guid, managed in sorted(current.managed.items(), key=lambda item: item[1].address):
-            if guid in desired.accounts or managed.fields is None:
-                continue
-            if on_removed == REMOVED_DISABLE:
-                if not managed.fields["active"]:
-                    unchanged += 1
-                    continue
-                after = dict(managed.fields, active=False)
-                changes.append(Change(DISABLE, guid, managed.address, dict(managed.fields), after,
-                                      reason="no longer in Active Directory"))
-            else:
-                changes.append(Change(DELETE, guid, managed.address, dict(managed.fields), None,
-                                      reason="no longer in Active Directory"))
+    for guid, managed in removed:
+        if on_removed == REMOVED_KEEP or (on_removed == REMOVED_DISABLE and not managed.fields["active"]):
+            unchanged += 1
+        elif on_removed == REMOVED_DISABLE:
+            changes.append(Change(DISABLE, guid, managed.address, dict(managed.fields),
+                                  dict(managed.fields, active=False), reason="no longer in Active Directory"))
+        else:
+            changes.append(Change(DELETE, guid, managed.address, dict(managed.fields), None,
+                                  reason="no longer in Active Directory"))
     return Plan(changes, skipped, unchanged)
 
 
-def _taken_by_other(address, current, managed_addresses):
-    # An address held by a managed account may be freed in this same run
-    # (a rename or removal); only unmanaged holders are conflicts.
-    return address in current.taken_addresses and address not in managed_addresses
+def apply_order(changes):
+    """The order writers apply changes in: deletions and renames free
+    addresses that later changes may take."""
+    rank = {DELETE: 0, RENAME: 1}
+    return sorted(changes, key=lambda change: rank.get(change.kind, 2))
 
 
 def parse_max_deletes(value):

@@ -24,7 +24,13 @@ def open_backend(backend_options):
     if kind == "mysql":
         from ansible_collections.mailsync.iredmail.plugins.module_utils.backends.mysql import MySQLBackend
         return MySQLBackend.connect(**backend_options)
-    raise ConfigError("backend type %s is not supported yet" % kind)
+    if kind == "pgsql":
+        from ansible_collections.mailsync.iredmail.plugins.module_utils.backends.pgsql import PgSQLBackend
+        return PgSQLBackend.connect(**backend_options)
+    if kind == "ldap":
+        from ansible_collections.mailsync.iredmail.plugins.module_utils.backends.ldap import LDAPBackend
+        return LDAPBackend.connect(**backend_options)
+    raise ConfigError("unknown backend type %s" % kind)
 
 
 def open_directory(resource):
@@ -60,7 +66,7 @@ def plan_replication(resource, backend):
     desired = desired_accounts(users, resource.target_domain, default_quota, attribute_map,
                                resource.quota_attribute)
     current = backend.current_state(resource.name, resource.target_domain)
-    plan = build_plan(desired, current, resource.on_removed)
+    plan = build_plan(desired, current, resource.on_removed, backend.stored_form)
     check_safety(plan, resource.max_deletes, len(current.managed))
     return plan, domain
 
@@ -75,9 +81,15 @@ def replicate(resource, check_mode=False):
 
 
 def ensure_state_schema(backend_options, check_mode=False):
-    """Create the replication state table with the schema login; True if it was missing."""
+    """Create the replication state table with the schema login; True if it was missing.
+
+    OpenLDAP keeps the anchor on each entry and needs no schema step.
+    """
+    if backend_options["type"] == "ldap":
+        return False
     admin = dict(backend_options, login_user=backend_options["schema_login_user"],
-                 login_password=backend_options.get("schema_login_password"))
+                 login_password=backend_options.get("schema_login_password"),
+                 replication_user=backend_options["login_user"])
     with open_backend(admin) as backend:
         try:
             backend.check_state_schema()

@@ -9,12 +9,11 @@ import uuid
 
 import pytest
 
-from lab import AD, LabNotRunning, MySQLStore, load_env
+from lab import AD, STORES, LabNotRunning, load_env
 
 from ansible_collections.mailsync.iredmail.plugins.module_utils import replicate
 
-BACKENDS = ["mysql"]
-STORES = {"mysql": MySQLStore}
+BACKENDS = ["mysql", "pgsql", "ldap"]
 
 
 def pytest_collection_modifyitems(items):

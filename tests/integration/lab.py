@@ -99,59 +99,181 @@ class AD(object):
 
 # ------------------------------------------------------------ account stores
 
-class MySQLStore(object):
-    """The lab's MariaDB, seen with root rights, and its Postfix/Dovecot lookups."""
+PROFILE_COLUMNS = {"display_name": "name", "first_name": "first_name", "last_name": "last_name",
+                   "employee_id": "employeeid", "mobile": "mobile", "telephone": "telephone"}
 
-    kind = "mysql"
-    postfix_type = "mysql"
+
+class SQLStore(object):
+    """An SQL account store seen with administrator rights, and its Postfix/Dovecot lookups."""
+
+    kind = None
+    prefix = None
 
     def __init__(self, env):
-        import pymysql
         self.env = env
-        self.conn = pymysql.connect(host=env["MYSQL_HOST"], port=int(env["MYSQL_PORT"]),
-                                    user=env["MYSQL_ROOT_USER"], password=env["MYSQL_ROOT_PASSWORD"],
-                                    database=env["MYSQL_DATABASE"], autocommit=True,
-                                    cursorclass=pymysql.cursors.DictCursor)
-        self.postfix_dir = env["POSTFIX_MYSQL_DIR"]
-        self.dovecot_conf = env["DOVECOT_MYSQL_CONF"]
+        self.conn = self._connect()
+        self.postfix_dir = env["POSTFIX_%s_DIR" % self.prefix]
+        self.dovecot_conf = env["DOVECOT_%s_CONF" % self.prefix]
+        self.postfix_type = self.kind
 
     def backend_options(self, schema=False):
+        p = self.prefix
         options = {
-            "type": "mysql", "host": self.env["MYSQL_HOST"], "port": int(self.env["MYSQL_PORT"]),
-            "login_user": self.env["MYSQL_VMAILADMIN_USER"],
-            "login_password": self.env["MYSQL_VMAILADMIN_PASSWORD"],
-            "database": self.env["MYSQL_DATABASE"],
+            "type": self.kind, "host": self.env["%s_HOST" % p], "port": int(self.env["%s_PORT" % p]),
+            "login_user": self.env["%s_VMAILADMIN_USER" % p],
+            "login_password": self.env["%s_VMAILADMIN_PASSWORD" % p],
+            "database": self.env["%s_DATABASE" % p],
         }
         if schema:
-            options["schema_login_user"] = self.env["MYSQL_ROOT_USER"]
-            options["schema_login_password"] = self.env["MYSQL_ROOT_PASSWORD"]
+            options["schema_login_user"] = self.env[self.admin_keys[0]]
+            options["schema_login_password"] = self.env[self.admin_keys[1]]
         return options
 
     def secrets(self):
-        return [self.env["MYSQL_VMAILADMIN_PASSWORD"], self.env["MYSQL_ROOT_PASSWORD"]]
+        return [self.env["%s_VMAILADMIN_PASSWORD" % self.prefix], self.env[self.admin_keys[1]]]
 
     def query(self, sql, params=()):
-        with self.conn.cursor() as cur:
+        cur = self.conn.cursor()
+        try:
             cur.execute(sql, params)
-            return cur.fetchall()
+            return [dict(row) for row in cur.fetchall()]
+        finally:
+            cur.close()
 
     def execute(self, sql, params=()):
-        with self.conn.cursor() as cur:
-            return cur.execute(sql, params)
+        cur = self.conn.cursor()
+        try:
+            cur.execute(sql, params)
+            return cur.rowcount
+        finally:
+            cur.close()
 
     def mailbox(self, address):
         rows = self.query("SELECT * FROM mailbox WHERE username = %s", (address,))
         return rows[0] if rows else None
 
+    def account(self, address):
+        """The account in the model's terms, whatever the store; None if absent."""
+        row = self.mailbox(address)
+        if row is None:
+            return None
+        view = {"address": row["username"], "active": row["active"] == 1, "quota": row["quota"],
+                "home": "%s/%s/%s" % (row["storagebasedirectory"], row["storagenode"], row["maildir"].rstrip("/")),
+                "password": row["password"]}
+        view.update((field, row[column]) for field, column in PROFILE_COLUMNS.items())
+        return view
+
     def forwardings(self, address):
         return self.query("SELECT * FROM forwardings WHERE address = %s OR forwarding = %s ORDER BY id",
                           (address, address))
+
+    def managed(self, resource):
+        return self.query("SELECT guid, address FROM mailsync_object WHERE resource = %s ORDER BY address",
+                          (resource,))
 
     def count_accounts(self):
         return self.query("SELECT COUNT(*) AS n FROM mailbox")[0]["n"]
 
     def close(self):
         self.conn.close()
+
+
+class MySQLStore(SQLStore):
+    kind = "mysql"
+    prefix = "MYSQL"
+    admin_keys = ("MYSQL_ROOT_USER", "MYSQL_ROOT_PASSWORD")
+
+    def _connect(self):
+        import pymysql
+        env = self.env
+        return pymysql.connect(host=env["MYSQL_HOST"], port=int(env["MYSQL_PORT"]), user=env["MYSQL_ROOT_USER"],
+                               password=env["MYSQL_ROOT_PASSWORD"], database=env["MYSQL_DATABASE"],
+                               autocommit=True, cursorclass=pymysql.cursors.DictCursor)
+
+
+class PgSQLStore(SQLStore):
+    kind = "pgsql"
+    prefix = "PGSQL"
+    admin_keys = ("PGSQL_ADMIN_USER", "PGSQL_ADMIN_PASSWORD")
+
+    def _connect(self):
+        import psycopg2
+        import psycopg2.extras
+        env = self.env
+        conn = psycopg2.connect(host=env["PGSQL_HOST"], port=int(env["PGSQL_PORT"]), user=env["PGSQL_ADMIN_USER"],
+                                password=env["PGSQL_ADMIN_PASSWORD"], dbname=env["PGSQL_DATABASE"],
+                                cursor_factory=psycopg2.extras.RealDictCursor)
+        conn.autocommit = True
+        return conn
+
+
+LDAP_PROFILE = {"display_name": "cn", "first_name": "givenName", "last_name": "sn",
+                "employee_id": "employeeNumber", "title": "title", "mobile": "mobile",
+                "telephone": "telephoneNumber"}
+
+
+class LDAPStore(object):
+    """The lab's OpenLDAP seen as cn=Manager, and its Postfix/Dovecot lookups."""
+
+    kind = "ldap"
+    postfix_type = "ldap"
+
+    def __init__(self, env):
+        import ldap
+        self.ldap = ldap
+        self.env = env
+        self.conn = ldap.initialize(env["OPENLDAP_URI"])
+        self.conn.simple_bind_s(env["OPENLDAP_ROOT_DN"], env["OPENLDAP_ROOT_PASSWORD"])
+        self.base_dn = env["OPENLDAP_BASE_DN"]
+        self.postfix_dir = env["POSTFIX_LDAP_DIR"]
+        self.dovecot_conf = env["DOVECOT_LDAP_CONF"]
+
+    def backend_options(self, schema=False):
+        return {"type": "ldap", "server_uri": self.env["OPENLDAP_URI"], "bind_dn": self.env["OPENLDAP_VMAILADMIN_DN"],
+                "bind_password": self.env["OPENLDAP_VMAILADMIN_PASSWORD"], "base_dn": self.base_dn}
+
+    def secrets(self):
+        return [self.env["OPENLDAP_VMAILADMIN_PASSWORD"], self.env["OPENLDAP_ROOT_PASSWORD"]]
+
+    def entry(self, address):
+        found = self.conn.search_s(self.base_dn, self.ldap.SCOPE_SUBTREE,
+                                   "(&(objectClass=mailUser)(mail=%s))" % address)
+        if not found:
+            return None
+        dn, attrs = found[0]
+        entry = dict((k, [v.decode("utf-8") for v in vals]) for k, vals in attrs.items())
+        entry["dn"] = [dn]
+        return entry
+
+    def account(self, address):
+        entry = self.entry(address)
+        if entry is None:
+            return None
+        first = lambda name: (entry.get(name) or [""])[0]  # noqa: E731
+        view = {"address": first("mail"), "active": first("accountStatus") == "active",
+                "quota": int(first("mailQuota") or 0) // 1048576, "home": first("homeDirectory").rstrip("/"),
+                "password": first("userPassword")}
+        view.update((field, first(attr)) for field, attr in LDAP_PROFILE.items())
+        return view
+
+    def managed(self, resource):
+        found = self.conn.search_s(self.base_dn, self.ldap.SCOPE_SUBTREE,
+                                   "(accountSetting=mailsyncResource:%s)" % resource, ["mail", "accountSetting"])
+        result = []
+        for _, attrs in found:
+            guid = [v.decode()[len("mailsyncGUID:"):] for v in attrs["accountSetting"]
+                    if v.decode().startswith("mailsyncGUID:")][0]
+            result.append({"guid": guid, "address": attrs["mail"][0].decode()})
+        return sorted(result, key=lambda r: r["address"])
+
+    def count_accounts(self):
+        return len(self.conn.search_s(self.base_dn, self.ldap.SCOPE_SUBTREE, "(objectClass=mailUser)", ["1.1"]))
+
+    def close(self):
+        self.conn.unbind_s()
+
+
+STORES = {"mysql": MySQLStore, "pgsql": PgSQLStore, "ldap": LDAPStore}
 
 
 # ------------------------------------------------- Postfix and Dovecot tools

@@ -108,3 +108,29 @@ def test_safety_limit_stops_a_mass_disable():
         plans.check_safety(plan, "5", 20)
     assert "20 of 20" in str(err.value) and "nothing was written" in str(err.value)
     plans.check_safety(plan, "20", 20)
+
+
+def test_new_user_cannot_take_the_address_of_a_removed_but_kept_account():
+    plan = plans.build_plan(desired(account("g2", "a@x.org")), current(managed("g1", "a@x.org")))
+    assert kinds(plan) == [("disable", "a@x.org")]
+    assert plan.skipped[0].guid == "g2" and "still held" in plan.skipped[0].reason
+
+
+def test_new_user_takes_the_address_of_a_deleted_account_after_the_delete():
+    plan = plans.build_plan(desired(account("g2", "a@x.org")), current(managed("g1", "a@x.org")),
+                            on_removed="delete")
+    assert [c.kind for c in plans.apply_order(plan.changes)] == ["delete", "create"]
+
+
+def test_address_freed_by_a_rename_can_be_taken_in_the_same_run():
+    plan = plans.build_plan(desired(account("g1", "new@x.org"), account("g2", "old@x.org")),
+                            current(managed("g1", "old@x.org")))
+    assert [(c.kind, c.guid) for c in plans.apply_order(plan.changes)] == [("rename", "g1"), ("create", "g2")]
+
+
+def test_stored_form_makes_equal_accounts_compare_equal():
+    def fill_name(fields):
+        return dict(fields, display_name=fields["display_name"] or "a")
+    stored = managed("g1", "a@x.org", name="a")
+    plan = plans.build_plan(desired(account("g1", "a@x.org", name="")), current(stored), stored_form=fill_name)
+    assert plan.changes == [] and plan.unchanged == 1

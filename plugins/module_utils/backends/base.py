@@ -47,6 +47,10 @@ class Backend(object):
     def domain_info(self, domain):
         raise NotImplementedError
 
+    def stored_form(self, fields):
+        """Desired fields as this store would hold them; by default unchanged."""
+        return fields
+
     def current_state(self, resource, domain):
         """A plan.CurrentState for the accounts `resource` manages in `domain`."""
         raise NotImplementedError

@@ -205,9 +205,7 @@ class SQLBackend(Backend):
         base, node = split_storage_base(settings.storage_base_directory)
         cur = self.conn.cursor()
         try:
-            # Renames first: they free addresses that creates may reuse.
-            ordered = sorted(plan.changes, key=lambda c: (c.kind != plans.RENAME, c.kind == plans.DELETE))
-            for change in ordered:
+            for change in plans.apply_order(plan.changes):
                 if change.kind == plans.CREATE:
                     self._create(cur, change, resource, domain, settings, base, node, now)
                 elif change.kind == plans.DELETE:

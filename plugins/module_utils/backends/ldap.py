@@ -1,0 +1,291 @@
+# -*- coding: utf-8 -*-
+# Copyright: mailsync.iredmail contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""iRedMail's OpenLDAP account store (python-ldap).
+
+Users are `mail=<addr>,ou=Users,domainName=<d>,<base_dn>` entries with the
+object classes and attributes iRedAdmin writes. The replication anchor is
+kept on the entry itself as two `accountSetting` values
+(`mailsyncResource:<name>`, `mailsyncGUID:<guid>`): LDAP has no
+multi-entry transaction, but a single entry is written atomically, so an
+account and its anchor can never disagree. Every other step is ordered so
+that a run stopped half way is completed by the next one.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import traceback
+
+PYTHON_LDAP_IMPORT_ERROR = None
+try:
+    import ldap
+    import ldap.dn
+    import ldap.filter
+    import ldap.modlist
+except ImportError:  # pragma: no cover - reported by the modules
+    ldap = None
+    PYTHON_LDAP_IMPORT_ERROR = traceback.format_exc()
+
+from ansible_collections.mailsync.iredmail.plugins.module_utils.backends.base import (
+    Backend,
+    DomainInfo,
+    require_hosted,
+)
+from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import BackendError
+from ansible_collections.mailsync.iredmail.plugins.module_utils.model import (
+    DEFAULT_QUOTA_MB,
+    DEFAULT_USER_SERVICES,
+    local_part,
+    maildir_path,
+    unusable_password_hash,
+)
+from ansible_collections.mailsync.iredmail.plugins.module_utils import plan as plans
+
+# model profile field -> LDAP attribute, as iRedAdmin names them.
+PROFILE_ATTRIBUTES = {
+    "display_name": "cn",
+    "first_name": "givenName",
+    "last_name": "sn",
+    "employee_id": "employeeNumber",
+    "title": "title",
+    "mobile": "mobile",
+    "telephone": "telephoneNumber",
+}
+# inetOrgPerson requires cn and sn: without a value, iRedAdmin uses the local part.
+REQUIRED_NAME_FIELDS = ("display_name", "last_name")
+ANCHOR_RESOURCE = "mailsyncResource:"
+ANCHOR_GUID = "mailsyncGUID:"
+USER_OBJECT_CLASSES = ("inetOrgPerson", "mailUser", "shadowAccount", "amavisAccount")
+# Attributes of other entries that name a user by address: a rename or a
+# deletion rewrites each value so memberships and admin rights follow.
+REFERENCE_ATTRIBUTES = ("mailForwardingAddress", "listModerator", "domainAdmin")
+MB = 1048576
+
+
+def _b(value):
+    return value.encode("utf-8")
+
+
+def _first(entry, name):
+    values = entry.get(name) or []
+    return values[0].decode("utf-8") if values else None
+
+
+def describe_error(exc):
+    if ldap is not None and isinstance(exc, ldap.LDAPError) and exc.args and isinstance(exc.args[0], dict):
+        info = exc.args[0]
+        return "; ".join(str(info[k]) for k in ("desc", "info") if info.get(k))
+    return "%s: %s" % (type(exc).__name__, exc)
+
+
+class LDAPBackend(Backend):
+    engine = "OpenLDAP"
+    profile_fields = tuple(PROFILE_ATTRIBUTES)
+
+    def __init__(self, conn, base_dn):
+        self.conn = conn
+        self.base_dn = base_dn
+
+    @classmethod
+    def connect(cls, server_uri=None, bind_dn=None, bind_password=None, base_dn=None, connect_timeout=10,
+                **_ignored):
+        if ldap is None:
+            raise BackendError("the Python library python-ldap is required for the ldap backend")
+        try:
+            conn = ldap.initialize(server_uri)
+            # Options on the connection, never ldap.set_option(): a global
+            # setting would leak into every other connection of the process.
+            conn.set_option(ldap.OPT_PROTOCOL_VERSION, 3)
+            conn.set_option(ldap.OPT_REFERRALS, 0)
+            conn.set_option(ldap.OPT_NETWORK_TIMEOUT, connect_timeout)
+            conn.set_option(ldap.OPT_TIMEOUT, max(connect_timeout, 60))
+            conn.simple_bind_s(bind_dn, bind_password)
+        except Exception as exc:  # noqa: BLE001
+            raise BackendError("cannot bind to OpenLDAP at %s as %s: %s"
+                               % (server_uri, bind_dn, describe_error(exc)))
+        return cls(conn, base_dn)
+
+    def close(self):
+        try:
+            self.conn.unbind_s()
+        except Exception:  # noqa: BLE001
+            pass
+
+    # -- names -----------------------------------------------------------
+    def domain_dn(self, domain):
+        return "domainName=%s,%s" % (ldap.dn.escape_dn_chars(domain), self.base_dn)
+
+    def user_dn(self, address, domain):
+        return "mail=%s,ou=Users,%s" % (ldap.dn.escape_dn_chars(address), self.domain_dn(domain))
+
+    def _search(self, base, scope, filterstr, attrs, doing):
+        try:
+            return self.conn.search_s(base, scope, filterstr, attrs)
+        except ldap.NO_SUCH_OBJECT:
+            return []
+        except Exception as exc:  # noqa: BLE001
+            raise BackendError("OpenLDAP %s failed: %s" % (doing, describe_error(exc)))
+
+    # -- reading ---------------------------------------------------------
+    def domain_info(self, domain):
+        entries = self._search(self.domain_dn(domain), ldap.SCOPE_BASE, "(objectClass=mailDomain)",
+                               ["accountStatus", "domainBackupMX", "accountSetting"], "reading domain %s" % domain)
+        entry = entries[0][1] if entries else {}
+        require_hosted(domain, bool(entries), _first(entry, "accountStatus") == "active",
+                       (_first(entry, "domainBackupMX") or "").lower() == "yes")
+        default_quota = DEFAULT_QUOTA_MB
+        for value in entry.get("accountSetting", []):
+            key, _, setting = value.decode("utf-8").partition(":")
+            if key == "defaultQuota":
+                try:
+                    default_quota = int(setting)
+                except ValueError:
+                    pass
+        return DomainInfo(domain, default_quota)
+
+    def stored_form(self, fields):
+        stored = dict(fields)
+        for field in REQUIRED_NAME_FIELDS:
+            if field in stored and not stored[field]:
+                stored[field] = local_part(fields["address"])
+        return stored
+
+    def current_state(self, resource, domain):
+        attrs = ["mail", "accountStatus", "mailQuota", "accountSetting"] + list(PROFILE_ATTRIBUTES.values())
+        users = "ou=Users,%s" % self.domain_dn(domain)
+        managed = {}
+        for _, entry in self._search(users, ldap.SCOPE_ONELEVEL, "(&(objectClass=mailUser)(accountSetting=%s))"
+                                     % ldap.filter.escape_filter_chars(ANCHOR_RESOURCE + resource),
+                                     attrs, "reading the accounts of %s" % domain):
+            guid = self._anchor_guid(entry)
+            if guid is None:
+                continue
+            address = _first(entry, "mail").lower()
+            quota = int(_first(entry, "mailQuota") or 0) // MB
+            fields = {"address": address, "active": _first(entry, "accountStatus") == "active", "quota": quota}
+            for field, attr in PROFILE_ATTRIBUTES.items():
+                fields[field] = _first(entry, attr) or ""
+            managed[guid] = plans.ManagedAccount(guid, address, fields)
+        taken = set()
+        for _, entry in self._search(self.domain_dn(domain), ldap.SCOPE_SUBTREE,
+                                     "(|(mail=*)(shadowAddress=*))", ["mail", "shadowAddress"],
+                                     "reading the addresses of %s" % domain):
+            for value in entry.get("mail", []) + entry.get("shadowAddress", []):
+                taken.add(value.decode("utf-8").lower())
+        return plans.CurrentState(managed, taken)
+
+    @staticmethod
+    def _anchor_guid(entry):
+        for value in entry.get("accountSetting", []):
+            text = value.decode("utf-8")
+            if text.startswith(ANCHOR_GUID):
+                return text[len(ANCHOR_GUID):]
+        return None
+
+    # -- writing ---------------------------------------------------------
+    def apply(self, plan, resource, domain, settings):
+        now = datetime.datetime.now()
+        try:
+            for change in plans.apply_order(plan.changes):
+                if change.kind == plans.CREATE:
+                    self._create(change, resource, domain, settings, now)
+                elif change.kind == plans.DELETE:
+                    self._delete(change, domain)
+                else:
+                    self._update(change, domain)
+        except BackendError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise BackendError("OpenLDAP write failed: %s; the next run completes the changes not yet made"
+                               % describe_error(exc))
+
+    def _profile_modlist(self, fields):
+        changes = []
+        for field, attr in PROFILE_ATTRIBUTES.items():
+            if field in fields:
+                value = fields[field]
+                changes.append((ldap.MOD_REPLACE, attr, [_b(value)] if value else None))
+        return changes
+
+    def _create(self, change, resource, domain, settings, now):
+        after = change.after
+        address = after["address"]
+        local = local_part(address)
+        attrs = {
+            "objectClass": [_b(c) for c in USER_OBJECT_CLASSES],
+            "mail": [_b(address)],
+            "uid": [_b(local)],
+            "cn": [_b(local)],
+            "sn": [_b(local)],
+            "userPassword": [_b(unusable_password_hash())],
+            "homeDirectory": [_b(settings.storage_base_directory.rstrip("/") + "/" + maildir_path(address, now))],
+            "accountStatus": [b"active" if after["active"] else b"disabled"],
+            "enabledService": [_b(s) for s in DEFAULT_USER_SERVICES],
+            "shadowLastChange": [_b(str((now - datetime.datetime(1970, 1, 1)).days))],
+            "amavisLocal": [b"TRUE"],
+            "mailboxFormat": [_b(settings.mailbox_format)],
+            "mailboxFolder": [_b(settings.mailbox_folder)],
+            "accountSetting": [_b(ANCHOR_RESOURCE + resource), _b(ANCHOR_GUID + change.guid)],
+        }
+        if after["quota"]:
+            attrs["mailQuota"] = [_b(str(after["quota"] * MB))]
+        if settings.language:
+            attrs["preferredLanguage"] = [_b(settings.language)]
+        for field, attr in PROFILE_ATTRIBUTES.items():
+            if after.get(field):
+                attrs[attr] = [_b(after[field])]
+        dn = self.user_dn(address, domain.name)
+        try:
+            self.conn.add_s(dn, ldap.modlist.addModlist(attrs))
+        except ldap.ALREADY_EXISTS:
+            # Left by a run that stopped after writing it: same anchor, so
+            # the entry is ours; bring it to the desired state.
+            self.conn.modify_s(dn, self._status_modlist(after) + self._profile_modlist(after))
+
+    @staticmethod
+    def _status_modlist(fields):
+        quota = [_b(str(fields["quota"] * MB))] if fields["quota"] else None
+        return [(ldap.MOD_REPLACE, "accountStatus", [b"active" if fields["active"] else b"disabled"]),
+                (ldap.MOD_REPLACE, "mailQuota", quota)]
+
+    def _update(self, change, domain):
+        before, after = change.before, change.after
+        old, new = before["address"], after["address"]
+        dn = self.user_dn(old, domain.name)
+        if old != new:
+            # Order matters for a run killed half way: references first,
+            # then the entry's own attributes, the RDN last. Until the RDN
+            # changes the next run still sees the old address and redoes
+            # each step, all of which are idempotent.
+            self._rewrite_references(old, new)
+            self.conn.modify_s(dn, [(ldap.MOD_REPLACE, "uid", [_b(local_part(new))])])
+        self.conn.modify_s(dn, self._status_modlist(after) + self._profile_modlist(after))
+        if old != new:
+            # The mail home keeps its path: renaming moves no mail.
+            self.conn.rename_s(dn, "mail=%s" % ldap.dn.escape_dn_chars(new), delold=1)
+
+    def _rewrite_references(self, old, new):
+        for attr in REFERENCE_ATTRIBUTES:
+            flt = "(%s=%s)" % (attr, ldap.filter.escape_filter_chars(old))
+            for dn, _ in self._search(self.base_dn, ldap.SCOPE_SUBTREE, flt, ["1.1"], "finding references"):
+                mods = [(ldap.MOD_DELETE, attr, [_b(old)])]
+                if new is not None:
+                    mods.insert(0, (ldap.MOD_ADD, attr, [_b(new)]))
+                try:
+                    self.conn.modify_s(dn, mods)
+                except ldap.TYPE_OR_VALUE_EXISTS:
+                    self.conn.modify_s(dn, [(ldap.MOD_DELETE, attr, [_b(old)])])
+
+    def _delete(self, change, domain):
+        """iRedAdmin's deletion: drop every reference, then the entry and its subtree."""
+        self._rewrite_references(change.address, None)
+        dn = self.user_dn(change.address, domain.name)
+        children = self._search(dn, ldap.SCOPE_SUBTREE, "(objectClass=*)", ["1.1"], "reading %s" % dn)
+        for child_dn, _ in sorted(children, key=lambda item: -len(item[0])):
+            try:
+                self.conn.delete_s(child_dn)
+            except ldap.NO_SUCH_OBJECT:
+                pass
