@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
 import math
 
 from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import (
@@ -48,13 +49,15 @@ DEFAULT_MIN_DELETES = 10
 class ManagedAccount(object):
     """What the backend holds for one object replication manages."""
 
-    __slots__ = ("guid", "address", "fields")
+    __slots__ = ("guid", "address", "fields", "removed_since")
 
-    def __init__(self, guid, address, fields):
+    def __init__(self, guid, address, fields, removed_since=None):
         self.guid = guid
         self.address = address
         # the same keys as MailAccount.as_dict(), or None if the account is gone
         self.fields = fields
+        # when replication first found the object gone from AD (on_removed=delete)
+        self.removed_since = removed_since
 
 
 class CurrentState(object):
@@ -106,11 +109,24 @@ def _render(fields):
     return "".join("%s: %s\n" % (key, fields[key]) for key in sorted(fields))
 
 
+class RemovalMark(object):
+    """Bookkeeping for the deletion grace period: when an object left AD."""
+
+    __slots__ = ("guid", "address", "removed_since")
+
+    def __init__(self, guid, address, removed_since):
+        self.guid = guid
+        self.address = address
+        # None clears the mark: the object is back in AD
+        self.removed_since = removed_since
+
+
 class Plan(object):
-    def __init__(self, changes, skipped, unchanged):
+    def __init__(self, changes, skipped, unchanged, marks=()):
         self.changes = changes
         self.skipped = skipped
         self.unchanged = unchanged
+        self.marks = list(marks)
 
     def of_kind(self, kind):
         return [change for change in self.changes if change.kind == kind]
@@ -125,7 +141,7 @@ class Plan(object):
         return counts
 
     def __bool__(self):
-        return bool(self.changes)
+        return bool(self.changes or self.marks)
 
     __nonzero__ = __bool__
 
@@ -141,22 +157,29 @@ def _kind_of_update(before, after):
     return UPDATE
 
 
-def build_plan(desired, current, on_removed=REMOVED_DISABLE, stored_form=None):
+def build_plan(desired, current, on_removed=REMOVED_DISABLE, stored_form=None, now=None, delete_after_days=0):
     """Compare and decide; never reads or writes anything.
 
     `stored_form` turns desired fields into the form the backend keeps them
     in (OpenLDAP's mandatory `sn`, say), so equal accounts compare equal.
+    With on_removed=delete, an object gone from AD is disabled and marked
+    first, and deleted once `delete_after_days` have passed since the mark.
     """
-    changes = []
+    now = now or datetime.datetime.now().replace(microsecond=0)
+    changes, marks = [], []
     skipped = list(desired.skipped)
     unchanged = 0
     managed_addresses = set(m.address for m in current.managed.values())
-    removed = [(guid, m) for guid, m in sorted(current.managed.items(), key=lambda item: item[1].address)
-               if guid not in desired.accounts and m.fields is not None]
-    # Who holds each address once the plan is applied. Accounts removed
-    # from AD keep theirs unless they are deleted; everything else is
-    # decided below, one desired account at a time.
-    holders = dict((m.address, guid) for guid, m in removed if on_removed != REMOVED_DELETE)
+
+    removals = {}
+    for guid, managed in sorted(current.managed.items(), key=lambda item: item[1].address):
+        if guid in desired.accounts or managed.fields is None:
+            continue
+        removals[guid] = _removal(managed, on_removed, now, delete_after_days, marks)
+    # Who holds each address once the plan is applied: an account removed
+    # from AD keeps its address until it is actually deleted.
+    holders = dict((current.managed[guid].address, guid) for guid, change in removals.items()
+                   if change is None or change.kind != DELETE)
 
     def conflict(address, guid):
         holder = holders.get(address)
@@ -171,6 +194,8 @@ def build_plan(desired, current, on_removed=REMOVED_DISABLE, stored_form=None):
         if stored_form is not None:
             after = stored_form(after)
         managed = current.managed.get(guid)
+        if managed is not None and managed.removed_since is not None:
+            marks.append(RemovalMark(guid, managed.address, None))
         exists = managed is not None and managed.fields is not None
         if exists and dict((key, managed.fields.get(key)) for key in after) == after:
             holders[after["address"]] = guid
@@ -194,16 +219,36 @@ def build_plan(desired, current, on_removed=REMOVED_DISABLE, stored_form=None):
             # hand: either way the account is created.
             changes.append(Change(CREATE, guid, after["address"], None, after, account))
 
-    for guid, managed in removed:
-        if on_removed == REMOVED_KEEP or (on_removed == REMOVED_DISABLE and not managed.fields["active"]):
+    for change in removals.values():
+        if change is None:
             unchanged += 1
-        elif on_removed == REMOVED_DISABLE:
-            changes.append(Change(DISABLE, guid, managed.address, dict(managed.fields),
-                                  dict(managed.fields, active=False), reason="no longer in Active Directory"))
         else:
-            changes.append(Change(DELETE, guid, managed.address, dict(managed.fields), None,
-                                  reason="no longer in Active Directory"))
-    return Plan(changes, skipped, unchanged)
+            changes.append(change)
+    return Plan(changes, skipped, unchanged, marks)
+
+
+def _removal(managed, on_removed, now, delete_after_days, marks):
+    """The change for an account whose object left AD, or None."""
+    fields = managed.fields
+    if on_removed == REMOVED_KEEP:
+        return None
+    if on_removed == REMOVED_DELETE:
+        since = managed.removed_since
+        if since is None:
+            since = now
+            marks.append(RemovalMark(managed.guid, managed.address, now))
+        due = since + datetime.timedelta(days=delete_after_days)
+        if due <= now:
+            return Change(DELETE, managed.guid, managed.address, dict(fields), None,
+                          reason="no longer in Active Directory since %s" % since)
+        if not fields["active"]:
+            return None
+        return Change(DISABLE, managed.guid, managed.address, dict(fields), dict(fields, active=False),
+                      reason="no longer in Active Directory; deleted after %s" % due)
+    if not fields["active"]:
+        return None
+    return Change(DISABLE, managed.guid, managed.address, dict(fields), dict(fields, active=False),
+                  reason="no longer in Active Directory")
 
 
 def apply_order(changes):

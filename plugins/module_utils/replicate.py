@@ -66,7 +66,8 @@ def plan_replication(resource, backend):
     desired = desired_accounts(users, resource.target_domain, default_quota, attribute_map,
                                resource.quota_attribute)
     current = backend.current_state(resource.name, resource.target_domain)
-    plan = build_plan(desired, current, resource.on_removed, backend.stored_form)
+    plan = build_plan(desired, current, resource.on_removed, backend.stored_form,
+                      delete_after_days=resource.delete_after_days)
     check_safety(plan, resource.max_deletes, len(current.managed))
     return plan, domain
 
@@ -75,7 +76,7 @@ def replicate(resource, check_mode=False):
     """Replicate one resource now; return the plan that was (or would be) applied."""
     with open_backend(resource.backend) as backend:
         plan, domain = plan_replication(resource, backend)
-        if plan.changes and not check_mode:
+        if plan and not check_mode:
             backend.apply(plan, resource.name, domain, resource)
     return plan
 

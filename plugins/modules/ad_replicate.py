@@ -105,7 +105,7 @@ def main():
     except MailsyncError as exc:
         module.fail_json(msg=str(exc))
     result = dict(
-        changed=bool(plan.changes),
+        changed=bool(plan),
         summary=plan.summary,
         skipped=[skip.as_dict() for skip in plan.skipped],
         changes=[change.as_dict() for change in plan.changes],

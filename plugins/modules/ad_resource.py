@@ -120,12 +120,20 @@ options:
     description:
       - What happens to an account whose AD object is deleted, moved out of O(base_dn) or no longer
         matches O(user_filter).
-      - V(keep) leaves it as it is; V(disable) disables it; V(delete) deletes it as iRedAdmin does
-        (the mailbox is scheduled for removal in C(deleted_mailboxes)).
+      - V(keep) leaves it as it is; V(disable) disables it; V(delete) disables it at once and deletes it
+        O(delete_after_days) later, as iRedAdmin deletes an account (on SQL backends the mailbox is
+        scheduled for removal in C(deleted_mailboxes)).
+      - An object that comes back to AD during the grace period is enabled again and not deleted.
       - A failed or partial read of AD never counts as removal.
     type: str
     choices: [keep, disable, delete]
     default: disable
+  delete_after_days:
+    description:
+      - With O(on_removed=delete), days an account stays disabled after its object left AD before it
+        is deleted. V(0) deletes on the first run that finds the object gone.
+    type: int
+    default: 30
   max_deletes:
     description:
       - Most accounts one run may disable or delete, as a count (V(25)) or a percentage of the managed

@@ -134,3 +134,45 @@ def test_stored_form_makes_equal_accounts_compare_equal():
     stored = managed("g1", "a@x.org", name="a")
     plan = plans.build_plan(desired(account("g1", "a@x.org", name="")), current(stored), stored_form=fill_name)
     assert plan.changes == [] and plan.unchanged == 1
+
+
+NOW = __import__("datetime").datetime(2026, 11, 28, 12, 0, 0)
+
+
+def days_ago(n):
+    return NOW - __import__("datetime").timedelta(days=n)
+
+
+def test_delete_policy_disables_and_marks_first():
+    plan = plans.build_plan(desired(), current(managed("g1", "a@x.org")), on_removed="delete", now=NOW,
+                            delete_after_days=30)
+    assert kinds(plan) == [("disable", "a@x.org")]
+    assert [(m.guid, m.removed_since) for m in plan.marks] == [("g1", NOW)]
+    assert "deleted after 2026-12-28" in plan.changes[0].reason
+
+
+def test_delete_policy_waits_for_the_grace_period_then_deletes():
+    waiting = managed("g1", "a@x.org", active=False)
+    waiting.removed_since = days_ago(29)
+    plan = plans.build_plan(desired(), current(waiting), on_removed="delete", now=NOW, delete_after_days=30)
+    assert plan.changes == [] and plan.marks == [] and not plan
+    waiting.removed_since = days_ago(30)
+    plan = plans.build_plan(desired(), current(waiting), on_removed="delete", now=NOW, delete_after_days=30)
+    assert kinds(plan) == [("delete", "a@x.org")]
+
+
+def test_account_back_in_ad_is_unmarked_and_enabled():
+    back = managed("g1", "a@x.org", active=False)
+    back.removed_since = days_ago(3)
+    plan = plans.build_plan(desired(account("g1", "a@x.org")), current(back), on_removed="delete", now=NOW,
+                            delete_after_days=30)
+    assert kinds(plan) == [("enable", "a@x.org")]
+    assert [(m.guid, m.removed_since) for m in plan.marks] == [("g1", None)]
+
+
+def test_address_of_an_account_in_grace_period_is_still_held():
+    waiting = managed("g1", "a@x.org", active=False)
+    waiting.removed_since = days_ago(1)
+    plan = plans.build_plan(desired(account("g2", "a@x.org")), current(waiting), on_removed="delete", now=NOW,
+                            delete_after_days=30)
+    assert plan.changes == [] and "still held" in plan.skipped[0].reason

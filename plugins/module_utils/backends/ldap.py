@@ -58,6 +58,8 @@ PROFILE_ATTRIBUTES = {
 REQUIRED_NAME_FIELDS = ("display_name", "last_name")
 ANCHOR_RESOURCE = "mailsyncResource:"
 ANCHOR_GUID = "mailsyncGUID:"
+REMOVED_SINCE = "mailsyncRemovedSince:"
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 USER_OBJECT_CLASSES = ("inetOrgPerson", "mailUser", "shadowAccount", "amavisAccount")
 # Attributes of other entries that name a user by address: a rename or a
 # deletion rewrites each value so memberships and admin rights follow.
@@ -160,15 +162,19 @@ class LDAPBackend(Backend):
         for _, entry in self._search(users, ldap.SCOPE_ONELEVEL, "(&(objectClass=mailUser)(accountSetting=%s))"
                                      % ldap.filter.escape_filter_chars(ANCHOR_RESOURCE + resource),
                                      attrs, "reading the accounts of %s" % domain):
-            guid = self._anchor_guid(entry)
+            settings = self._settings(entry)
+            guid = settings.get(ANCHOR_GUID)
             if guid is None:
                 continue
+            removed_since = None
+            if settings.get(REMOVED_SINCE):
+                removed_since = datetime.datetime.strptime(settings[REMOVED_SINCE], TIME_FORMAT)
             address = _first(entry, "mail").lower()
             quota = int(_first(entry, "mailQuota") or 0) // MB
             fields = {"address": address, "active": _first(entry, "accountStatus") == "active", "quota": quota}
             for field, attr in PROFILE_ATTRIBUTES.items():
                 fields[field] = _first(entry, attr) or ""
-            managed[guid] = plans.ManagedAccount(guid, address, fields)
+            managed[guid] = plans.ManagedAccount(guid, address, fields, removed_since)
         taken = set()
         for _, entry in self._search(self.domain_dn(domain), ldap.SCOPE_SUBTREE,
                                      "(|(mail=*)(shadowAddress=*))", ["mail", "shadowAddress"],
@@ -178,17 +184,23 @@ class LDAPBackend(Backend):
         return plans.CurrentState(managed, taken)
 
     @staticmethod
-    def _anchor_guid(entry):
+    def _settings(entry):
+        """The entry's mailsync accountSetting values by prefix."""
+        found = {}
         for value in entry.get("accountSetting", []):
             text = value.decode("utf-8")
-            if text.startswith(ANCHOR_GUID):
-                return text[len(ANCHOR_GUID):]
-        return None
+            for prefix in (ANCHOR_GUID, REMOVED_SINCE):
+                if text.startswith(prefix):
+                    found[prefix] = text[len(prefix):]
+        return found
 
     # -- writing ---------------------------------------------------------
     def apply(self, plan, resource, domain, settings):
         now = datetime.datetime.now()
         try:
+            # Marks name the address the entry has before this run's renames.
+            for mark in plan.marks:
+                self._mark(mark, domain)
             for change in plans.apply_order(plan.changes):
                 if change.kind == plans.CREATE:
                     self._create(change, resource, domain, settings, now)
@@ -266,6 +278,18 @@ class LDAPBackend(Backend):
         if old != new:
             # The mail home keeps its path: renaming moves no mail.
             self.conn.rename_s(dn, "mail=%s" % ldap.dn.escape_dn_chars(new), delold=1)
+
+    def _mark(self, mark, domain):
+        dn = self.user_dn(mark.address, domain.name)
+        entries = self._search(dn, ldap.SCOPE_BASE, "(objectClass=mailUser)", ["accountSetting"], "reading %s" % dn)
+        if not entries:
+            return
+        mods = [(ldap.MOD_DELETE, "accountSetting", [value]) for value in entries[0][1].get("accountSetting", [])
+                if value.decode("utf-8").startswith(REMOVED_SINCE)]
+        if mark.removed_since is not None:
+            mods.append((ldap.MOD_ADD, "accountSetting", [_b(REMOVED_SINCE + mark.removed_since.strftime(TIME_FORMAT))]))
+        if mods:
+            self.conn.modify_s(dn, mods)
 
     def _rewrite_references(self, old, new):
         for attr in REFERENCE_ATTRIBUTES:

@@ -173,7 +173,8 @@ class SQLBackend(Backend):
         columns = ", ".join("m.%s" % self.quote(c) for c in ["username"] + fields)
         try:
             rows = self._query(
-                "SELECT o.guid, o.address, %s FROM %s o LEFT JOIN mailbox m ON m.username = o.address "
+                "SELECT o.guid, o.address, o.removed_since, %s FROM %s o "
+                "LEFT JOIN mailbox m ON m.username = o.address "
                 "WHERE o.resource = %%s AND o.kind = 'user'" % (columns, STATE_TABLE), (resource,))
             taken = self._query(
                 "SELECT address FROM forwardings WHERE domain = %s "
@@ -188,13 +189,13 @@ class SQLBackend(Backend):
             raise self._fail("reading the accounts of %s" % domain, exc)
         managed = {}
         for row in rows:
-            guid, address, username = row[0], row[1], row[2]
+            guid, address, removed_since, username = row[0], row[1], row[2], row[3]
             values = None
             if username is not None:
-                values = {"address": username, "active": int(row[3]) == 1, "quota": int(row[4] or 0)}
+                values = {"address": username, "active": int(row[4]) == 1, "quota": int(row[5] or 0)}
                 for offset, field in enumerate(self.profile_fields):
-                    values[field] = row[5 + offset] or ""
-            managed[guid] = plans.ManagedAccount(guid, address, values)
+                    values[field] = row[6 + offset] or ""
+            managed[guid] = plans.ManagedAccount(guid, address, values, removed_since)
         taken_addresses = set(r[0].lower() for r in taken) | set(r[0] for r in taken_state)
         return plans.CurrentState(managed, taken_addresses)
 
@@ -212,6 +213,9 @@ class SQLBackend(Backend):
                     self._delete(cur, change, resource, base, node, now)
                 else:
                     self._update(cur, change, resource, now)
+            for mark in plan.marks:
+                cur.execute("UPDATE %s SET removed_since = %%s WHERE resource = %%s AND guid = %%s" % STATE_TABLE,
+                            (mark.removed_since, resource, mark.guid))
             self.conn.commit()
         except BackendError:
             self._rollback()
