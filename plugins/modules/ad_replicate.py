@@ -67,8 +67,11 @@ summary:
   type: dict
   sample: {"created": 2, "updated": 1, "renamed": 0, "disabled": 0, "enabled": 0, "deleted": 0,
            "unchanged": 40, "skipped": 3}
-skipped:
-  description: AD objects that were not written, each with the reason.
+skipped_objects:
+  description:
+    - AD objects that were not written, each with the reason.
+    - Named C(skipped_objects) because Ansible reads a true top-level C(skipped) in a module result as
+      "this task was skipped", which would hide the task's diff whenever one object is left out.
   returned: always
   type: list
   elements: dict
@@ -107,7 +110,8 @@ def main():
     result = dict(
         changed=bool(plan),
         summary=plan.summary,
-        skipped=[skip.as_dict() for skip in plan.skipped],
+        # Not "skipped": Ansible would take a non-empty list for a skipped task.
+        skipped_objects=[skip.as_dict() for skip in plan.skipped],
         changes=[change.as_dict() for change in plan.changes],
     )
     if module._diff:

@@ -321,7 +321,7 @@ def main():
         options = dict((key, module.params[key]) for key in resources.resource_options())
         options = resources.validate(name, options)
         backend = dict(options["backend"])
-        stored = dict(options, backend=dict((k, v) for k, v in backend.items() if k not in NOT_STORED))
+        stored = dict(options, backend=dict(backend, **dict((key, None) for key in NOT_STORED)))
 
         state_schema = "not_checked"
         schema_changed = False

@@ -1,5 +1,7 @@
 """The AD reader and connection against the lab's Samba AD DC."""
 
+import inspect
+
 import pytest
 
 from ansible_collections.mailsync.iredmail.plugins.module_utils import ad_connection, ad_reader
@@ -20,7 +22,7 @@ def test_reads_every_user_in_pages_with_guid_and_disabled_bit(env, ad, ou):
     search = conn.search
 
     def recording_search(*args, **kwargs):
-        sent.append(kwargs.get("paged_size"))
+        sent.append(inspect.signature(search).bind(*args, **kwargs).arguments.get("paged_size"))
         return search(*args, **kwargs)
 
     conn.search = recording_search
