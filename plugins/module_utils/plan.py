@@ -61,17 +61,23 @@ class ManagedAccount(object):
 
 
 class CurrentState(object):
-    """The backend's view: managed objects by GUID, and every address in use."""
+    """The backend's view: managed objects by GUID, and every address in use.
 
-    def __init__(self, managed, taken_addresses):
+    `alias_owner` maps the extra addresses of managed accounts (an old
+    address kept on rename) to the GUID owning them: an account may take
+    back its own alias, nobody else may.
+    """
+
+    def __init__(self, managed, taken_addresses, alias_owner=None):
         self.managed = managed
         self.taken_addresses = taken_addresses
+        self.alias_owner = alias_owner or {}
 
 
 class Change(object):
     """One account's change. `before`/`after` hold managed fields only."""
 
-    __slots__ = ("kind", "guid", "address", "before", "after", "account", "reason")
+    __slots__ = ("kind", "guid", "address", "before", "after", "account", "reason", "keep_old_address")
 
     def __init__(self, kind, guid, address, before=None, after=None, account=None, reason=None):
         self.kind = kind
@@ -82,6 +88,8 @@ class Change(object):
         self.after = after
         self.account = account
         self.reason = reason
+        # a rename leaves the old address as an alias of the account
+        self.keep_old_address = False
 
     @property
     def new_address(self):
@@ -92,6 +100,8 @@ class Change(object):
                   "before": self.before, "after": self.after}
         if self.reason:
             result["reason"] = self.reason
+        if self.keep_old_address:
+            result["keep_old_address"] = True
         return result
 
     def as_diff(self):
@@ -157,7 +167,8 @@ def _kind_of_update(before, after):
     return UPDATE
 
 
-def build_plan(desired, current, on_removed=REMOVED_DISABLE, stored_form=None, now=None, delete_after_days=0):
+def build_plan(desired, current, on_removed=REMOVED_DISABLE, stored_form=None, now=None, delete_after_days=0,
+               keep_old_address=False):
     """Compare and decide; never reads or writes anything.
 
     `stored_form` turns desired fields into the form the backend keeps them
@@ -185,6 +196,9 @@ def build_plan(desired, current, on_removed=REMOVED_DISABLE, stored_form=None, n
         holder = holders.get(address)
         if holder is not None and holder != guid:
             return "address still held by another replicated account"
+        owner = current.alias_owner.get(address)
+        if owner is not None:
+            return None if owner == guid else "address is an alias of another replicated account"
         if address in current.taken_addresses and address not in managed_addresses:
             return "address already used by an account replication does not manage"
         return None
@@ -212,8 +226,11 @@ def build_plan(desired, current, on_removed=REMOVED_DISABLE, stored_form=None, n
         holders[after["address"]] = guid
         if exists:
             before = dict((key, managed.fields.get(key)) for key in after)
-            changes.append(Change(_kind_of_update(before, after), guid, managed.address,
-                                  before, after, account))
+            change = Change(_kind_of_update(before, after), guid, managed.address, before, after, account)
+            change.keep_old_address = keep_old_address and change.kind == RENAME
+            if change.keep_old_address:
+                holders[managed.address] = guid
+            changes.append(change)
         else:
             # A new object, or a managed one whose account was removed by
             # hand: either way the account is created.

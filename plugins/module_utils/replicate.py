@@ -14,7 +14,11 @@ __metaclass__ = type
 
 from ansible_collections.mailsync.iredmail.plugins.module_utils import ad_connection, ad_reader
 from ansible_collections.mailsync.iredmail.plugins.module_utils.desired import desired_accounts
-from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import BackendError, ConfigError
+from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import (
+    BackendError,
+    ConfigError,
+    DirectoryError,
+)
 from ansible_collections.mailsync.iredmail.plugins.module_utils.plan import build_plan, check_safety
 
 
@@ -66,8 +70,15 @@ def plan_replication(resource, backend):
     desired = desired_accounts(users, resource.target_domain, default_quota, attribute_map,
                                resource.quota_attribute)
     current = backend.current_state(resource.name, resource.target_domain)
+    if not users and current.managed:
+        # An empty answer is far likelier a wrong base DN, filter or right
+        # than every user leaving at once: never let it remove accounts.
+        raise DirectoryError(
+            "Active Directory returned no users under %s with filter %s while %d accounts are managed; "
+            "refusing to treat them all as removed (nothing was written)"
+            % (resource.base_dn, resource.user_filter, len(current.managed)))
     plan = build_plan(desired, current, resource.on_removed, backend.stored_form,
-                      delete_after_days=resource.delete_after_days)
+                      delete_after_days=resource.delete_after_days, keep_old_address=resource.keep_old_address)
     check_safety(plan, resource.max_deletes, len(current.managed))
     return plan, domain
 

@@ -97,6 +97,8 @@ def resource_options():
         on_removed=dict(type="str", default=REMOVED_DISABLE,
                         choices=[REMOVED_KEEP, REMOVED_DISABLE, REMOVED_DELETE]),
         delete_after_days=dict(type="int", default=30),
+        keep_mailbox_days=dict(type="int", default=0),
+        keep_old_address=dict(type="bool", default=False),
         max_deletes=dict(type="str"),
         backend=dict(type="dict", options=backend_options()),
     )
@@ -158,8 +160,9 @@ def validate(name, options):
     if unknown:
         raise ConfigError("attribute_map has unknown fields %s; known fields: %s"
                           % (", ".join(sorted(unknown)), ", ".join(sorted(DEFAULT_ATTRIBUTE_MAP))))
-    if options.get("delete_after_days") is None or options["delete_after_days"] < 0:
-        raise ConfigError("delete_after_days must be 0 or more days")
+    for key in ("delete_after_days", "keep_mailbox_days"):
+        if options.get(key) is None or options[key] < 0:
+            raise ConfigError("%s must be 0 or more days" % key)
     if options.get("default_quota") is not None and options["default_quota"] < 0:
         raise ConfigError("default_quota must be 0 (unlimited) or a number of megabytes")
     base = options.get("storage_base_directory") or ""

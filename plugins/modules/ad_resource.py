@@ -45,6 +45,16 @@ options:
     type: str
     choices: [present, absent]
     default: present
+  validate:
+    description:
+      - Test the connection before writing, as iRedMail Enterprise's C(Test connection) does. The module
+        connects to the domain controllers, binds, and returns in RV(validation) the first 10 users and the
+        first 10 groups the resource selects, with the attributes it maps.
+      - A wrong password, a domain controller that cannot be reached, a certificate that fails verification
+        and a base DN that does not exist each fail the task with their own message, and nothing is written.
+      - Runs in check mode too; it only reads.
+    type: bool
+    default: false
   target_domain:
     description:
       - The mail domain accounts are created in. It must already be hosted and active in iRedMail.
@@ -134,6 +144,19 @@ options:
         is deleted. V(0) deletes on the first run that finds the object gone.
     type: int
     default: 30
+  keep_mailbox_days:
+    description:
+      - When an account is deleted, days iRedMail keeps its mailbox on disk before its
+        C(delete_mailboxes.py) job removes it; V(0) keeps it until an administrator removes it
+        (SQL backends, through C(deleted_mailboxes)).
+    type: int
+    default: 0
+  keep_old_address:
+    description:
+      - When a user's address changes in AD, keep the old address as an alias of the renamed account,
+        so mail sent to it still arrives.
+    type: bool
+    default: false
   max_deletes:
     description:
       - Most accounts one run may disable or delete, as a count (V(25)) or a percentage of the managed
@@ -201,6 +224,8 @@ options:
         default: 10
 notes:
   - AD passwords are not replicated; replicated accounts get an unusable local password hash.
+  - A renamed account keeps its mail home, so no mail moves or is lost.
+  - If AD returns no user at all while the resource manages accounts, the run fails and writes nothing.
 seealso:
   - module: mailsync.iredmail.ad_replicate
 '''
@@ -246,6 +271,25 @@ EXAMPLES = r'''
       login_user: vmailadmin
       login_password: "{{ vault_vmailadmin_password }}"
 
+- name: Declare a resource and test it against AD first (wrong settings fail and write nothing)
+  mailsync.iredmail.ad_resource:
+    name: corp
+    target_domain: example.com
+    server_uri: [ldaps://dc1.corp.example.com]
+    bind_dn: CN=mailsync,CN=Users,DC=corp,DC=example,DC=com
+    bind_password: "{{ vault_mailsync_bind_password }}"
+    base_dn: OU=Staff,DC=corp,DC=example,DC=com
+    backend:
+      type: mysql
+      login_user: vmailadmin
+      login_password: "{{ vault_vmailadmin_password }}"
+    validate: true
+  register: corp
+
+- name: Show the first users and groups the resource reads
+  ansible.builtin.debug:
+    var: corp.validation
+
 - name: Remove a resource (iRedMail accounts are kept)
   mailsync.iredmail.ad_resource:
     name: branch
@@ -270,11 +314,32 @@ state_schema:
   returned: when O(state=present)
   type: str
   sample: present
+validation:
+  description:
+    - What the connection test read, with O(validate=true).
+    - C(server) is the domain controller that answered; C(users) and C(groups) hold at most 10 entries each,
+      in the order AD returned them (C(groups) is empty when O(replicate_groups=false)).
+    - Each user has its C(dn), C(guid), C(disabled) (the AD flag), C(mail) (the value of
+      O(user_mail_attribute)), C(attributes) (each mapped profile field with its AD value) and, with
+      O(quota_attribute), C(quota); each group its C(dn), C(guid), C(name) and C(mail)
+      (the value of O(group_mail_attribute)).
+  returned: when O(validate=true) and O(state=present)
+  type: dict
+  sample: {"server": "ldaps://dc1.corp.example.com:636", "bind_dn": "CN=mailsync,CN=Users,DC=corp,DC=example,DC=com",
+           "base_dn": "OU=Staff,DC=corp,DC=example,DC=com",
+           "users": [{"dn": "CN=Jane Doe,OU=Staff,DC=corp,DC=example,DC=com",
+                      "guid": "0b5f4d2e-6c1a-4d8e-9a51-3f0f2b7c9e11", "disabled": false,
+                      "mail": "jane.doe@example.com",
+                      "attributes": {"display_name": "Jane Doe", "first_name": "Jane", "last_name": "Doe"}}],
+           "groups": [{"dn": "CN=Sales,OU=Staff,DC=corp,DC=example,DC=com",
+                       "guid": "5d1c7b0e-2f3a-4b6c-8d9e-0a1b2c3d4e5f", "name": "Sales",
+                       "mail": "sales@example.com"}]}
 '''
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.mailsync.iredmail.plugins.module_utils import resource as resources
+from ansible_collections.mailsync.iredmail.plugins.module_utils.ad_probe import probe
 from ansible_collections.mailsync.iredmail.plugins.module_utils.ad_connection import LDAP3_IMPORT_ERROR
 from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import MailsyncError
 from ansible_collections.mailsync.iredmail.plugins.module_utils.replicate import ensure_state_schema
@@ -300,6 +365,7 @@ def main():
     argument_spec = dict(
         name=dict(type="str", required=True),
         state=dict(type="str", default="present", choices=["present", "absent"]),
+        validate=dict(type="bool", default=False),
     )
     argument_spec.update(resources.config_dir_spec())
     argument_spec.update(resources.resource_options())
@@ -323,6 +389,14 @@ def main():
         backend = dict(options["backend"])
         stored = dict(options, backend=dict(backend, **dict((key, None) for key in NOT_STORED)))
 
+        extra = {}
+        if module.params["validate"]:
+            # Before anything is written: a resource that cannot read AD is not stored.
+            try:
+                extra["validation"] = probe(resources.Resource(name, options))
+            except MailsyncError as exc:
+                module.fail_json(msg="connection test of resource %s failed: %s" % (name, exc), path=path)
+
         state_schema = "not_checked"
         schema_changed = False
         if backend.get("schema_login_user"):
@@ -337,7 +411,8 @@ def main():
         module.exit_json(
             changed=changed or schema_changed, path=path, resource=resources.masked(stored),
             state_schema=state_schema,
-            diff={"before": diff_view(before, stored) if before else {}, "after": diff_view(stored, before)})
+            diff={"before": diff_view(before, stored) if before else {}, "after": diff_view(stored, before)},
+            **extra)
     except MailsyncError as exc:
         module.fail_json(msg=str(exc))
 

@@ -156,9 +156,10 @@ class LDAPBackend(Backend):
         return stored
 
     def current_state(self, resource, domain):
-        attrs = ["mail", "accountStatus", "mailQuota", "accountSetting"] + list(PROFILE_ATTRIBUTES.values())
+        attrs = ["mail", "accountStatus", "mailQuota", "accountSetting", "shadowAddress"] + \
+            list(PROFILE_ATTRIBUTES.values())
         users = "ou=Users,%s" % self.domain_dn(domain)
-        managed = {}
+        managed, alias_owner = {}, {}
         for _, entry in self._search(users, ldap.SCOPE_ONELEVEL, "(&(objectClass=mailUser)(accountSetting=%s))"
                                      % ldap.filter.escape_filter_chars(ANCHOR_RESOURCE + resource),
                                      attrs, "reading the accounts of %s" % domain):
@@ -175,13 +176,15 @@ class LDAPBackend(Backend):
             for field, attr in PROFILE_ATTRIBUTES.items():
                 fields[field] = _first(entry, attr) or ""
             managed[guid] = plans.ManagedAccount(guid, address, fields, removed_since)
+            for value in entry.get("shadowAddress", []):
+                alias_owner[value.decode("utf-8").lower()] = guid
         taken = set()
         for _, entry in self._search(self.domain_dn(domain), ldap.SCOPE_SUBTREE,
                                      "(|(mail=*)(shadowAddress=*))", ["mail", "shadowAddress"],
                                      "reading the addresses of %s" % domain):
             for value in entry.get("mail", []) + entry.get("shadowAddress", []):
                 taken.add(value.decode("utf-8").lower())
-        return plans.CurrentState(managed, taken)
+        return plans.CurrentState(managed, taken, alias_owner)
 
     @staticmethod
     def _settings(entry):
@@ -274,10 +277,22 @@ class LDAPBackend(Backend):
             # each step, all of which are idempotent.
             self._rewrite_references(old, new)
             self.conn.modify_s(dn, [(ldap.MOD_REPLACE, "uid", [_b(local_part(new))])])
+            # Taking back an address this account kept as an alias; keeping
+            # the old one as an alias is done before the RDN changes too.
+            self._modify_value(dn, ldap.MOD_DELETE, "shadowAddress", new)
+            if change.keep_old_address:
+                self._modify_value(dn, ldap.MOD_ADD, "shadowAddress", old)
         self.conn.modify_s(dn, self._status_modlist(after) + self._profile_modlist(after))
         if old != new:
             # The mail home keeps its path: renaming moves no mail.
             self.conn.rename_s(dn, "mail=%s" % ldap.dn.escape_dn_chars(new), delold=1)
+
+    def _modify_value(self, dn, op, attr, value):
+        """Add or delete one value; already done counts as done."""
+        try:
+            self.conn.modify_s(dn, [(op, attr, [_b(value)])])
+        except (ldap.TYPE_OR_VALUE_EXISTS, ldap.NO_SUCH_ATTRIBUTE):
+            pass
 
     def _mark(self, mark, domain):
         dn = self.user_dn(mark.address, domain.name)

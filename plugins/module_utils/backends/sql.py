@@ -28,6 +28,7 @@ from ansible_collections.mailsync.iredmail.plugins.module_utils.backends.base im
 from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import BackendError
 from ansible_collections.mailsync.iredmail.plugins.module_utils.model import (
     DEFAULT_QUOTA_MB,
+    domain_of,
     maildir_path,
     split_storage_base,
     unusable_password_hash,
@@ -184,6 +185,9 @@ class SQLBackend(Backend):
             # their mailbox lives.
             taken_state = self._query(
                 "SELECT address FROM %s WHERE resource <> %%s" % STATE_TABLE, (resource,))
+            aliases = self._query(
+                "SELECT f.address, o.guid FROM forwardings f JOIN %s o ON f.forwarding = o.address "
+                "WHERE o.resource = %%s AND o.kind = 'user' AND f.is_alias = 1" % STATE_TABLE, (resource,))
             self.conn.rollback()
         except Exception as exc:  # noqa: BLE001
             raise self._fail("reading the accounts of %s" % domain, exc)
@@ -197,7 +201,7 @@ class SQLBackend(Backend):
                     values[field] = row[6 + offset] or ""
             managed[guid] = plans.ManagedAccount(guid, address, values, removed_since)
         taken_addresses = set(r[0].lower() for r in taken) | set(r[0] for r in taken_state)
-        return plans.CurrentState(managed, taken_addresses)
+        return plans.CurrentState(managed, taken_addresses, dict((r[0].lower(), r[1]) for r in aliases))
 
     # -- writing ---------------------------------------------------------
     def apply(self, plan, resource, domain, settings):
@@ -210,9 +214,9 @@ class SQLBackend(Backend):
                 if change.kind == plans.CREATE:
                     self._create(cur, change, resource, domain, settings, base, node, now)
                 elif change.kind == plans.DELETE:
-                    self._delete(cur, change, resource, base, node, now)
+                    self._delete(cur, change, resource, settings.keep_mailbox_days, now)
                 else:
-                    self._update(cur, change, resource, now)
+                    self._update(cur, change, resource, domain, now)
             for mark in plan.marks:
                 cur.execute("UPDATE %s SET removed_since = %%s WHERE resource = %%s AND guid = %%s" % STATE_TABLE,
                             (mark.removed_since, resource, mark.guid))
@@ -268,10 +272,13 @@ class SQLBackend(Backend):
             "resource": resource, "guid": change.guid, "kind": "user", "address": address,
             "created": now, "modified": now})
 
-    def _update(self, cur, change, resource, now):
+    def _update(self, cur, change, resource, domain, now):
         before, after = change.before, change.after
         old, new = before["address"], after["address"]
         if old != new:
+            # Taking back an address this account kept as an alias.
+            cur.execute("DELETE FROM forwardings WHERE address = %s AND forwarding = %s AND is_alias = 1",
+                        (new, old))
             for table, column in ADDRESS_COLUMNS:
                 cur.execute("UPDATE %s SET %s = %%s WHERE %s = %%s"
                             % (table, self.quote(column), self.quote(column)), (new, old))
@@ -279,6 +286,11 @@ class SQLBackend(Backend):
             cur.execute("UPDATE mailbox SET username = %s WHERE username = %s", (new, old))
             cur.execute("UPDATE %s SET address = %%s, modified = %%s WHERE resource = %%s AND guid = %%s"
                         % STATE_TABLE, (new, now, resource, change.guid))
+            if change.keep_old_address:
+                # Mail to the old address keeps arriving, as a per-user alias.
+                self._insert(cur, "forwardings", {
+                    "address": old, "forwarding": new, "domain": domain_of(old), "dest_domain": domain.name,
+                    "is_alias": 1, "active": 1 if after["active"] else 0})
         values = {"quota": after["quota"], "active": 1 if after["active"] else 0, "modified": now}
         values.update(self._profile_values(after))
         assignments = ", ".join("%s = %%s" % self.quote(column) for column in values)
@@ -291,8 +303,15 @@ class SQLBackend(Backend):
             cur.execute("UPDATE forwardings SET active = %s WHERE address = %s OR forwarding = %s",
                         (values["active"], new, new))
 
-    def _delete(self, cur, change, resource, base, node, now):
-        """iRedAdmin's deletion: schedule the maildir, remove every row naming the user."""
+    def _delete(self, cur, change, resource, keep_mailbox_days, now):
+        """iRedAdmin's deletion: schedule the maildir, remove every row naming the user.
+
+        iRedMail's hourly delete_mailboxes.py removes the maildir on its
+        delete_date; no date keeps it until an administrator decides.
+        """
+        delete_date = None
+        if keep_mailbox_days:
+            delete_date = (now + datetime.timedelta(days=keep_mailbox_days)).date()
         address = change.address
         rows = self._query_cur(cur, "SELECT storagebasedirectory, storagenode, maildir, domain "
                                     "FROM mailbox WHERE username = %s", (address,))
@@ -301,7 +320,7 @@ class SQLBackend(Backend):
             self._insert(cur, "deleted_mailboxes", {
                 "username": address, "domain": domain,
                 "maildir": "/%s/%s/%s/" % (sbase.strip("/"), snode.strip("/"), maildir.strip("/")),
-                "admin": "mailsync:%s" % resource, "delete_date": None})
+                "admin": "mailsync:%s" % resource, "delete_date": delete_date})
         for table, column in (("mailbox", "username"), ("domain_admins", "username"),
                               ("recipient_bcc_user", "username"), ("sender_bcc_user", "username"),
                               ("used_quota", "username"), ("forwardings", "address"),
