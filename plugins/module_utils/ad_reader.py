@@ -84,3 +84,61 @@ def read_users(conn, base_dn, user_filter, mail_attribute, extra_attributes=(), 
     except Exception as exc:  # noqa: BLE001 - any failure makes the whole read invalid
         raise DirectoryError("reading users under %s failed after %d entries: %s"
                              % (base_dn, read, describe(exc)))
+
+
+class DCState(object):
+    """Where a domain controller's change history stands."""
+
+    __slots__ = ("server", "invocation_id", "highest_usn")
+
+    def __init__(self, server, invocation_id, highest_usn):
+        self.server = server
+        self.invocation_id = invocation_id
+        self.highest_usn = highest_usn
+
+
+def read_dc_state(conn):
+    """The DC's identity and highest committed USN, read before any search.
+
+    uSNChanged values are local to one DC and its database: a cursor is
+    only valid against the same invocationId.
+    """
+    try:
+        conn.search("", "(objectClass=*)", ldap3.BASE, attributes=["highestCommittedUSN", "dsServiceName"])
+        root = dict((k.lower(), v) for k, v in conn.response[0]["raw_attributes"].items())
+        server = _text(root.get("dsservicename"))
+        highest = int(_text(root.get("highestcommittedusn")))
+        conn.search(server, "(objectClass=*)", ldap3.BASE, attributes=["invocationId"])
+        raw = dict((k.lower(), v) for k, v in conn.response[0]["raw_attributes"].items())
+        invocation = str(uuid.UUID(bytes_le=bytes(raw["invocationid"][0])))
+    except Exception as exc:  # noqa: BLE001
+        raise DirectoryError("cannot read the domain controller's change state (rootDSE): %s" % describe(exc))
+    return DCState(server, invocation, highest)
+
+
+def changed_since(user_filter, usn):
+    """`user_filter` narrowed to objects changed after `usn`."""
+    return "(&%s(uSNChanged>=%d))" % (user_filter, usn + 1)
+
+
+def read_guids(conn, base_dn, user_filter, page_size=PAGE_SIZE):
+    """The objectGUID of every object matching `user_filter`, and nothing else.
+
+    A cheap presence scan: how incremental runs find users that were
+    deleted, moved out of the base DN or no longer match the filter,
+    with an ordinary account's rights.
+    """
+    guids = set()
+    try:
+        for entry in conn.extend.standard.paged_search(
+                base_dn, user_filter, search_scope=ldap3.SUBTREE, attributes=["objectGUID"],
+                paged_size=page_size, generator=True):
+            if entry.get("type") == "searchResEntry":
+                raw = dict((k.lower(), v) for k, v in entry["raw_attributes"].items())
+                guids.add(decode_guid(raw["objectguid"][0]))
+    except ldap3_exceptions.LDAPNoSuchObjectResult:
+        raise DirectoryError("base DN %s does not exist in Active Directory" % base_dn)
+    except Exception as exc:  # noqa: BLE001
+        raise DirectoryError("scanning users under %s failed after %d entries: %s"
+                             % (base_dn, len(guids), describe(exc)))
+    return guids

@@ -32,24 +32,33 @@ def parse_quota(value):
 
 
 class DesiredState(object):
-    """Accounts keyed on objectGUID, plus what was left out and why."""
+    """Accounts keyed on objectGUID, plus what was left out and why.
 
-    def __init__(self, accounts, skipped):
+    `unread` holds GUIDs known to be in AD whose entries this run did not
+    read (an incremental run reads changed objects only): their accounts
+    are left as they are, neither compared nor removed.
+    """
+
+    def __init__(self, accounts, skipped, unread=()):
         self.accounts = accounts
         self.skipped = skipped
+        self.unread = frozenset(unread)
 
 
-def desired_accounts(users, target_domain, default_quota, attribute_map, quota_attribute=None):
+def desired_accounts(users, target_domain, default_quota, attribute_map, quota_attribute=None, present=None):
     """Map each AD user to the MailAccount it should be, or to a Skip.
 
     `attribute_map` maps model profile fields to AD attributes; fields
-    absent from it are not managed. An address claimed by two objects is
+    absent from it are not managed. `present`, when the users are only the
+    changed ones, is every GUID that still matches the filter. An address claimed by two objects is
     written for neither: choosing one would make the result depend on
     search order.
     """
     candidates = {}
     skipped = []
+    read = set()
     for user in users:
+        read.add(user.guid)
         try:
             address = normalise_address(user.mail)
         except AddressError as exc:
@@ -80,4 +89,5 @@ def desired_accounts(users, target_domain, default_quota, attribute_map, quota_a
         for account in claimants:
             skipped.append(Skip(account.dn, account.guid, address,
                                 "address claimed by %d AD objects: %s" % (len(claimants), others)))
-    return DesiredState(accounts, skipped)
+    unread = set(present) - read if present is not None else ()
+    return DesiredState(accounts, skipped, unread)

@@ -137,6 +137,10 @@ class Plan(object):
         self.skipped = skipped
         self.unchanged = unchanged
         self.marks = list(marks)
+        # set by the pipeline: "full" or "incremental", and the cursor to
+        # store once the plan is written
+        self.mode = "full"
+        self.cursor = None
 
     def of_kind(self, kind):
         return [change for change in self.changes if change.kind == kind]
@@ -185,6 +189,9 @@ def build_plan(desired, current, on_removed=REMOVED_DISABLE, stored_form=None, n
     removals = {}
     for guid, managed in sorted(current.managed.items(), key=lambda item: item[1].address):
         if guid in desired.accounts or managed.fields is None:
+            continue
+        if guid in desired.unread:
+            unchanged += 1
             continue
         removals[guid] = _removal(managed, on_removed, now, delete_after_days, marks)
     # Who holds each address once the plan is applied: an account removed

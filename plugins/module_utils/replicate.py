@@ -12,7 +12,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
+
 from ansible_collections.mailsync.iredmail.plugins.module_utils import ad_connection, ad_reader
+from ansible_collections.mailsync.iredmail.plugins.module_utils.cursor import Cursor, settings_fingerprint
 from ansible_collections.mailsync.iredmail.plugins.module_utils.desired import desired_accounts
 from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import (
     BackendError,
@@ -45,49 +48,98 @@ def open_directory(resource):
         timeout=resource.timeout)
 
 
-def read_directory(resource, profile_fields):
-    """Every user the resource selects, with the attributes replication maps."""
-    attribute_map = dict((f, a) for f, a in resource.attribute_map.items() if f in profile_fields)
-    extra = list(attribute_map.values())
-    if resource.quota_attribute:
-        extra.append(resource.quota_attribute)
+class DirectoryRead(object):
+    """What one run read from AD."""
+
+    def __init__(self, users, present, dc, mode):
+        self.users = users
+        # every GUID matching the filter, when `users` holds changed objects only
+        self.present = present
+        self.dc = dc
+        self.mode = mode
+
+
+# Options that decide which AD objects become which accounts: when one of
+# them changes, unchanged AD objects may need writing, so the next run is full.
+READ_SETTINGS = ("target_domain", "base_dn", "user_filter", "user_mail_attribute", "attribute_map",
+                 "quota_attribute", "default_quota", "on_removed", "delete_after_days")
+
+
+def read_directory(resource, attributes, cursor, full, now):
+    """The users the resource selects: all of them, or only those changed since `cursor`.
+
+    A full read happens on the first run, when asked, when another DC (or
+    a restored one) answers, and at least every full_sync_interval hours,
+    which also retries objects skipped earlier and repairs accounts changed
+    by hand in iRedMail.
+    """
     conn = open_directory(resource)
     try:
-        users = list(ad_reader.read_users(conn, resource.base_dn, resource.user_filter,
-                                          resource.user_mail_attribute, extra))
+        # Read before searching: whatever changes during the search gets a
+        # higher USN and is read again by the next run.
+        dc = ad_reader.read_dc_state(conn)
+        incremental = (not full and cursor is not None
+                       and cursor.allows_incremental(dc.invocation_id, fingerprint(resource), now,
+                                                     resource.full_sync_interval))
+        if incremental:
+            users = list(ad_reader.read_users(conn, resource.base_dn,
+                                              ad_reader.changed_since(resource.user_filter, cursor.usn),
+                                              resource.user_mail_attribute, attributes))
+            present = ad_reader.read_guids(conn, resource.base_dn, resource.user_filter)
+        else:
+            users = list(ad_reader.read_users(conn, resource.base_dn, resource.user_filter,
+                                              resource.user_mail_attribute, attributes))
+            present = None
     finally:
         conn.unbind()
-    return users, attribute_map
+    return DirectoryRead(users, present, dc, "incremental" if incremental else "full")
 
 
-def plan_replication(resource, backend):
+def fingerprint(resource):
+    return settings_fingerprint(dict((key, resource.options.get(key)) for key in READ_SETTINGS))
+
+
+def plan_replication(resource, backend, full=False):
     """Read AD and the backend, and decide; writes nothing."""
+    now = datetime.datetime.now().replace(microsecond=0)
     # The domain check is cheap and makes a misconfigured target fail
     # before AD is read at all.
     domain = backend.domain_info(resource.target_domain)
-    users, attribute_map = read_directory(resource, backend.profile_fields)
+    cursor = backend.read_cursor(resource.name, resource.target_domain)
+    attribute_map = dict((f, a) for f, a in resource.attribute_map.items() if f in backend.profile_fields)
+    attributes = list(attribute_map.values()) + ([resource.quota_attribute] if resource.quota_attribute else [])
+    read = read_directory(resource, attributes, cursor, full, now)
+
     default_quota = resource.default_quota if resource.default_quota is not None else domain.default_quota
-    desired = desired_accounts(users, resource.target_domain, default_quota, attribute_map,
-                               resource.quota_attribute)
+    desired = desired_accounts(read.users, resource.target_domain, default_quota, attribute_map,
+                               resource.quota_attribute, present=read.present)
     current = backend.current_state(resource.name, resource.target_domain)
-    if not users and current.managed:
+    in_ad = read.present if read.present is not None else read.users
+    if not in_ad and current.managed:
         # An empty answer is far likelier a wrong base DN, filter or right
         # than every user leaving at once: never let it remove accounts.
         raise DirectoryError(
             "Active Directory returned no users under %s with filter %s while %d accounts are managed; "
             "refusing to treat them all as removed (nothing was written)"
             % (resource.base_dn, resource.user_filter, len(current.managed)))
-    plan = build_plan(desired, current, resource.on_removed, backend.stored_form,
+    plan = build_plan(desired, current, resource.on_removed, backend.stored_form, now=now,
                       delete_after_days=resource.delete_after_days, keep_old_address=resource.keep_old_address)
     check_safety(plan, resource.max_deletes, len(current.managed))
+    plan.mode = read.mode
+    last_full = now if read.mode == "full" else cursor.last_full
+    plan.cursor = Cursor(read.dc.invocation_id, read.dc.highest_usn, last_full, fingerprint(resource))
     return plan, domain
 
 
-def replicate(resource, check_mode=False):
-    """Replicate one resource now; return the plan that was (or would be) applied."""
+def replicate(resource, check_mode=False, full=False):
+    """Replicate one resource now; return the plan that was (or would be) applied.
+
+    The cursor is written with the plan, after the accounts; in check mode
+    nothing is written at all.
+    """
     with open_backend(resource.backend) as backend:
-        plan, domain = plan_replication(resource, backend)
-        if plan and not check_mode:
+        plan, domain = plan_replication(resource, backend, full)
+        if not check_mode:
             backend.apply(plan, resource.name, domain, resource)
     return plan
 

@@ -100,6 +100,7 @@ def resource_options():
         keep_mailbox_days=dict(type="int", default=0),
         keep_old_address=dict(type="bool", default=False),
         max_deletes=dict(type="str"),
+        full_sync_interval=dict(type="int", default=24),
         backend=dict(type="dict", options=backend_options()),
     )
 
@@ -160,6 +161,8 @@ def validate(name, options):
     if unknown:
         raise ConfigError("attribute_map has unknown fields %s; known fields: %s"
                           % (", ".join(sorted(unknown)), ", ".join(sorted(DEFAULT_ATTRIBUTE_MAP))))
+    if not options.get("full_sync_interval") or options["full_sync_interval"] < 1:
+        raise ConfigError("full_sync_interval must be at least 1 hour")
     for key in ("delete_after_days", "keep_mailbox_days"):
         if options.get(key) is None or options[key] < 0:
             raise ConfigError("%s must be 0 or more days" % key)

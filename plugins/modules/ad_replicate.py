@@ -39,6 +39,14 @@ options:
     type: str
     required: true
     aliases: [name]
+  full:
+    description:
+      - Read every user and reconcile every managed account, instead of only what changed in AD since
+        the last run.
+      - Full runs also happen by themselves on the first run, when another domain controller answers,
+        and every O(mailsync.iredmail.ad_resource#module:full_sync_interval) hours.
+    type: bool
+    default: false
 seealso:
   - module: mailsync.iredmail.ad_resource
 '''
@@ -77,6 +85,12 @@ skipped_objects:
   elements: dict
   sample: [{"dn": "CN=Printer,OU=Staff,DC=corp,DC=example,DC=com", "guid": "0b5f4d2e-...",
             "address": null, "reason": "no mail address"}]
+mode:
+  description:
+    - V(full) when every user was read, V(incremental) when only what changed in AD since the last run.
+  returned: always
+  type: str
+  sample: incremental
 changes:
   description:
     - The plan, one entry per account change, with the managed fields before and after.
@@ -97,18 +111,22 @@ from ansible_collections.mailsync.iredmail.plugins.module_utils.replicate import
 
 
 def main():
-    argument_spec = dict(resource=dict(type="str", required=True, aliases=["name"]))
+    argument_spec = dict(
+        resource=dict(type="str", required=True, aliases=["name"]),
+        full=dict(type="bool", default=False),
+    )
     argument_spec.update(resources.config_dir_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     if LDAP3_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("ldap3"), exception=LDAP3_IMPORT_ERROR)
     try:
         resource = resources.load(module.params["config_dir"], module.params["resource"])
-        plan = replicate(resource, check_mode=module.check_mode)
+        plan = replicate(resource, check_mode=module.check_mode, full=module.params["full"])
     except MailsyncError as exc:
         module.fail_json(msg=str(exc))
     result = dict(
         changed=bool(plan),
+        mode=plan.mode,
         summary=plan.summary,
         # Not "skipped": Ansible would take a non-empty list for a skipped task.
         skipped_objects=[skip.as_dict() for skip in plan.skipped],

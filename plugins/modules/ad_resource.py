@@ -157,6 +157,13 @@ options:
         so mail sent to it still arrives.
     type: bool
     default: false
+  full_sync_interval:
+    description:
+      - Hours after which a run reads every user again instead of only the changes since the last run.
+      - Full runs retry objects skipped earlier (an address conflict that was since resolved) and repair
+        accounts changed by hand in iRedMail.
+    type: int
+    default: 24
   max_deletes:
     description:
       - Most accounts one run may disable or delete, as a count (V(25)) or a percentage of the managed

@@ -44,7 +44,7 @@ def test_documentation_renders_complete(module):
 def test_ad_resource_documents_what_its_argument_spec_accepts():
     from ansible_collections.mailsync.iredmail.plugins.module_utils import resource
     doc = ansible_doc("ad_resource")["doc"]["options"]
-    spec = dict(name={}, state={}, **resource.config_dir_spec())
+    spec = dict(name={}, state={}, validate={}, **resource.config_dir_spec())
     spec.update(resource.resource_options())
     assert sorted(doc) == sorted(spec)
     assert sorted(doc["backend"]["suboptions"]) == sorted(resource.backend_options())

@@ -51,12 +51,16 @@ class Backend(object):
         """Desired fields as this store would hold them; by default unchanged."""
         return fields
 
+    def read_cursor(self, resource, domain):
+        """The cursor.Cursor stored by the last run, or None."""
+        raise NotImplementedError
+
     def current_state(self, resource, domain):
         """A plan.CurrentState for the accounts `resource` manages in `domain`."""
         raise NotImplementedError
 
     def apply(self, plan, resource, domain, settings):
-        """Write every change of `plan`, all or nothing where the store allows."""
+        """Write every change of `plan`, then its cursor; all or nothing where the store allows."""
         raise NotImplementedError
 
     def close(self):

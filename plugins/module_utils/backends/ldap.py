@@ -34,6 +34,7 @@ from ansible_collections.mailsync.iredmail.plugins.module_utils.backends.base im
     DomainInfo,
     require_hosted,
 )
+from ansible_collections.mailsync.iredmail.plugins.module_utils.cursor import Cursor
 from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import BackendError
 from ansible_collections.mailsync.iredmail.plugins.module_utils.model import (
     DEFAULT_QUOTA_MB,
@@ -59,6 +60,8 @@ REQUIRED_NAME_FIELDS = ("display_name", "last_name")
 ANCHOR_RESOURCE = "mailsyncResource:"
 ANCHOR_GUID = "mailsyncGUID:"
 REMOVED_SINCE = "mailsyncRemovedSince:"
+# On the domain entry, one value per resource: mailsyncCursor:<resource>=<cursor>
+CURSOR_SETTING = "mailsyncCursor:"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 USER_OBJECT_CLASSES = ("inetOrgPerson", "mailUser", "shadowAccount", "amavisAccount")
 # Attributes of other entries that name a user by address: a rename or a
@@ -148,6 +151,25 @@ class LDAPBackend(Backend):
                     pass
         return DomainInfo(domain, default_quota)
 
+    def _cursor_values(self, resource, domain):
+        prefix = "%s%s=" % (CURSOR_SETTING, resource)
+        entries = self._search(self.domain_dn(domain), ldap.SCOPE_BASE, "(objectClass=mailDomain)",
+                               ["accountSetting"], "reading the replication cursor")
+        values = entries[0][1].get("accountSetting", []) if entries else []
+        return prefix, [v for v in values if v.decode("utf-8").startswith(prefix)]
+
+    def read_cursor(self, resource, domain):
+        prefix, values = self._cursor_values(resource, domain)
+        return Cursor.decode(values[0].decode("utf-8")[len(prefix):]) if values else None
+
+    def _write_cursor(self, resource, domain, cursor):
+        prefix, values = self._cursor_values(resource, domain.name)
+        new = _b(prefix + cursor.encode())
+        if values == [new]:
+            return
+        mods = [(ldap.MOD_DELETE, "accountSetting", values)] if values else []
+        self.conn.modify_s(self.domain_dn(domain.name), mods + [(ldap.MOD_ADD, "accountSetting", [new])])
+
     def stored_form(self, fields):
         stored = dict(fields)
         for field in REQUIRED_NAME_FIELDS:
@@ -211,6 +233,10 @@ class LDAPBackend(Backend):
                     self._delete(change, domain)
                 else:
                     self._update(change, domain)
+            # Last: until it is written, the next run reads the same AD
+            # changes again and completes whatever this one did not.
+            if plan.cursor is not None:
+                self._write_cursor(resource, domain, plan.cursor)
         except BackendError:
             raise
         except Exception as exc:  # noqa: BLE001

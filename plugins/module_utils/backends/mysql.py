@@ -17,6 +17,7 @@ except ImportError:  # pragma: no cover - reported by the modules
     PYMYSQL_IMPORT_ERROR = traceback.format_exc()
 
 from ansible_collections.mailsync.iredmail.plugins.module_utils.backends.sql import (
+    CURSOR_TABLE,
     STATE_TABLE,
     SQLBackend,
 )
@@ -68,4 +69,9 @@ class MySQLBackend(SQLBackend):
             " UNIQUE KEY (address),"
             " INDEX (resource, kind)"
             ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci" % STATE_TABLE,
+            "CREATE TABLE IF NOT EXISTS %s ("
+            " resource VARCHAR(100) NOT NULL PRIMARY KEY,"
+            " cursor_text VARCHAR(255) NOT NULL,"
+            " modified DATETIME NOT NULL DEFAULT '1970-01-01 01:01:01'"
+            ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci" % CURSOR_TABLE,
         ]

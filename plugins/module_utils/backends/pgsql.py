@@ -17,6 +17,7 @@ except ImportError:  # pragma: no cover - reported by the modules
     PSYCOPG2_IMPORT_ERROR = traceback.format_exc()
 
 from ansible_collections.mailsync.iredmail.plugins.module_utils.backends.sql import (
+    CURSOR_TABLE,
     STATE_TABLE,
     SQLBackend,
 )
@@ -71,5 +72,10 @@ class PgSQLBackend(SQLBackend):
             " PRIMARY KEY (resource, guid),"
             " UNIQUE (address))" % STATE_TABLE,
             "CREATE INDEX IF NOT EXISTS idx_%s_resource_kind ON %s (resource, kind)" % (STATE_TABLE, STATE_TABLE),
-            "GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %s" % (STATE_TABLE, self.quote(self.login_user)),
+            "CREATE TABLE IF NOT EXISTS %s ("
+            " resource VARCHAR(100) NOT NULL PRIMARY KEY,"
+            " cursor_text VARCHAR(255) NOT NULL,"
+            " modified TIMESTAMP WITHOUT TIME ZONE NOT NULL DEFAULT NOW())" % CURSOR_TABLE,
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON %s, %s TO %s"
+            % (STATE_TABLE, CURSOR_TABLE, self.quote(self.login_user)),
         ]

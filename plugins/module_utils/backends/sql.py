@@ -25,6 +25,7 @@ from ansible_collections.mailsync.iredmail.plugins.module_utils.backends.base im
     DomainInfo,
     require_hosted,
 )
+from ansible_collections.mailsync.iredmail.plugins.module_utils.cursor import Cursor
 from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import BackendError
 from ansible_collections.mailsync.iredmail.plugins.module_utils.model import (
     DEFAULT_QUOTA_MB,
@@ -36,6 +37,7 @@ from ansible_collections.mailsync.iredmail.plugins.module_utils.model import (
 from ansible_collections.mailsync.iredmail.plugins.module_utils import plan as plans
 
 STATE_TABLE = "mailsync_object"
+CURSOR_TABLE = "mailsync_cursor"
 
 # model profile field -> mailbox column. iRedMail's SQL schema has no
 # column for a job title, so `title` is not stored on SQL backends.
@@ -142,15 +144,16 @@ class SQLBackend(Backend):
 
     def check_state_schema(self):
         try:
-            self._query("SELECT resource, guid, kind, address FROM %s WHERE 1 = 0" % STATE_TABLE)
+            self._query("SELECT resource, guid, kind, address, removed_since FROM %s WHERE 1 = 0" % STATE_TABLE)
+            self._query("SELECT resource, cursor_text FROM %s WHERE 1 = 0" % CURSOR_TABLE)
             self.conn.rollback()
         except Exception as exc:  # noqa: BLE001
             self._rollback()
             raise BackendError(
-                "the replication state table %s is missing or unreadable in the %s database (%s); "
+                "the replication state tables %s and %s are missing or unreadable in the %s database (%s); "
                 "create it once with ad_resource and backend.schema_login_user/schema_login_password "
                 "(a login allowed to CREATE TABLE), then run again"
-                % (STATE_TABLE, self.engine, self._describe_error(exc)))
+                % (STATE_TABLE, CURSOR_TABLE, self.engine, self._describe_error(exc)))
 
     # -- reading ---------------------------------------------------------
     def domain_info(self, domain):
@@ -168,8 +171,16 @@ class SQLBackend(Backend):
         disabled = [s.strip() for s in settings.get("disabled_mail_services", "").split(",") if s.strip()]
         return DomainInfo(domain, default_quota, disabled)
 
-    def current_state(self, resource, domain):
+    def read_cursor(self, resource, domain):
         self.check_state_schema()
+        try:
+            rows = self._query("SELECT cursor_text FROM %s WHERE resource = %%s" % CURSOR_TABLE, (resource,))
+            self.conn.rollback()
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail("reading the replication cursor", exc)
+        return Cursor.decode(rows[0][0]) if rows else None
+
+    def current_state(self, resource, domain):
         fields = ["active", "quota"] + [PROFILE_COLUMNS[f] for f in self.profile_fields]
         columns = ", ".join("m.%s" % self.quote(c) for c in ["username"] + fields)
         try:
@@ -220,6 +231,10 @@ class SQLBackend(Backend):
             for mark in plan.marks:
                 cur.execute("UPDATE %s SET removed_since = %%s WHERE resource = %%s AND guid = %%s" % STATE_TABLE,
                             (mark.removed_since, resource, mark.guid))
+            if plan.cursor is not None:
+                cur.execute("DELETE FROM %s WHERE resource = %%s" % CURSOR_TABLE, (resource,))
+                self._insert(cur, CURSOR_TABLE, {"resource": resource, "cursor_text": plan.cursor.encode(),
+                                                 "modified": now})
             self.conn.commit()
         except BackendError:
             self._rollback()

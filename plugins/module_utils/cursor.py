@@ -1,0 +1,62 @@
+# -*- coding: utf-8 -*-
+# Copyright: mailsync.iredmail contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Where the last successful run left off in AD's change history."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import hashlib
+import json
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
+
+
+class Cursor(object):
+    """A DC's invocationId, the USN read before the last run, and when the last full run was.
+
+    Stored with the accounts (state table or the domain entry) and written
+    after them, so a run stopped half way resumes from the previous cursor
+    and re-applies what it had not finished.
+    """
+
+    __slots__ = ("invocation_id", "usn", "last_full", "settings")
+
+    def __init__(self, invocation_id, usn, last_full, settings):
+        self.invocation_id = invocation_id
+        self.usn = int(usn)
+        self.last_full = last_full
+        # fingerprint of the resource options that decide what is read and
+        # written: changing one makes unchanged AD objects matter again
+        self.settings = settings
+
+    def __eq__(self, other):
+        return isinstance(other, Cursor) and self.encode() == other.encode()
+
+    def __ne__(self, other):
+        return not self == other
+
+    def encode(self):
+        return "%s;%d;%s;%s" % (self.invocation_id, self.usn, self.last_full.strftime(TIME_FORMAT), self.settings)
+
+    @classmethod
+    def decode(cls, text):
+        try:
+            invocation_id, usn, last_full, settings = text.split(";")
+            return cls(invocation_id, int(usn), datetime.datetime.strptime(last_full, TIME_FORMAT), settings)
+        except (ValueError, AttributeError):
+            return None  # unreadable: the next run is a full one
+
+    def allows_incremental(self, invocation_id, settings, now, full_sync_interval_hours):
+        """True if changes since this cursor are all this run needs to read."""
+        if invocation_id != self.invocation_id or settings != self.settings:
+            return False
+        return now - self.last_full < datetime.timedelta(hours=full_sync_interval_hours)
+
+
+def settings_fingerprint(options):
+    """A short digest of `options` (JSON-serialisable, no secrets needed)."""
+    text = json.dumps(options, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
