@@ -267,7 +267,10 @@ class LDAPStore(object):
         return sorted(result, key=lambda r: r["address"])
 
     def count_accounts(self):
-        return len(self.conn.search_s(self.base_dn, self.ldap.SCOPE_SUBTREE, "(objectClass=mailUser)", ["1.1"]))
+        return self.count_matching("(objectClass=mailUser)")
+
+    def count_matching(self, filterstr):
+        return len(self.conn.search_s(self.base_dn, self.ldap.SCOPE_SUBTREE, filterstr, ["1.1"]))
 
     def close(self):
         self.conn.unbind_s()
