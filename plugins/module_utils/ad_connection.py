@@ -47,7 +47,7 @@ def parse_uri(uri):
 def check_transport(server_uris, start_tls, allow_insecure):
     """Refuse to send a password in clear text unless explicitly allowed."""
     for uri in server_uris:
-        _, _, use_ssl = parse_uri(uri)
+        use_ssl = parse_uri(uri)[2]
         if not use_ssl and not start_tls and not allow_insecure:
             raise ConfigError(
                 "refusing a simple bind over plain %s: use ldaps://, set start_tls: true, "
@@ -81,9 +81,12 @@ def connect(server_uris, bind_dn, bind_password, start_tls=False, validate_certs
         host, port, use_ssl = parse_uri(uri)
         server = ldap3.Server(host, port=port, use_ssl=use_ssl, tls=_tls(validate_certs, ca_cert, host),
                               get_info=ldap3.NONE, connect_timeout=timeout)
+        # Ranged attributes are followed by ad_reader itself, in steps it
+        # controls, rather than by ldap3's automatic one-shot "n-*" request.
         conn = ldap3.Connection(server, user=bind_dn, password=bind_password,
                                 raise_exceptions=True, receive_timeout=timeout,
-                                read_only=True, auto_referrals=False)
+                                read_only=True, auto_referrals=False,
+                                auto_range=False, return_empty_attributes=False)
         try:
             conn.open()
             if start_tls and not use_ssl:

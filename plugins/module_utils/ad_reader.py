@@ -122,23 +122,148 @@ def changed_since(user_filter, usn):
 
 
 def read_guids(conn, base_dn, user_filter, page_size=PAGE_SIZE):
-    """The objectGUID of every object matching `user_filter`, and nothing else.
+    """The objectGUID (and DN) of every object matching `user_filter`, and nothing else.
 
     A cheap presence scan: how incremental runs find users that were
     deleted, moved out of the base DN or no longer match the filter,
     with an ordinary account's rights.
     """
-    guids = set()
+    guids = {}
     try:
         for entry in conn.extend.standard.paged_search(
                 base_dn, user_filter, search_scope=ldap3.SUBTREE, attributes=["objectGUID"],
                 paged_size=page_size, generator=True):
             if entry.get("type") == "searchResEntry":
                 raw = dict((k.lower(), v) for k, v in entry["raw_attributes"].items())
-                guids.add(decode_guid(raw["objectguid"][0]))
+                guids[decode_guid(raw["objectguid"][0])] = entry["dn"]
     except ldap3_exceptions.LDAPNoSuchObjectResult:
         raise DirectoryError("base DN %s does not exist in Active Directory" % base_dn)
     except Exception as exc:  # noqa: BLE001
         raise DirectoryError("scanning users under %s failed after %d entries: %s"
                              % (base_dn, len(guids), describe(exc)))
     return guids
+
+
+# Windows AD returns at most MaxValRange (1500) values of a multi-valued
+# attribute per read; Samba returns all. Members are always read in
+# explicit ranges of this size so both behave the same.
+RANGE_STEP = 1500
+
+
+def _range_values(raw, attribute):
+    """(values, more) from an entry's raw attributes for `attribute;range=a-b`."""
+    prefix = attribute.lower() + ";range="
+    for key, values in raw.items():
+        lowered = key.lower()
+        if lowered == attribute.lower():
+            return list(values), False
+        if lowered.startswith(prefix):
+            return list(values), not lowered.endswith("-*")
+    return [], False
+
+
+def read_members(conn, dn, first_values, more, step=None):
+    """Every `member` value of `dn`, following range retrieval to its end."""
+    step = step or RANGE_STEP
+    members = list(first_values)
+    while more:
+        start = len(members)
+        attribute = "member;range=%d-%d" % (start, start + step - 1)
+        conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=[attribute])
+        raw = conn.response[0]["raw_attributes"] if conn.response else {}
+        values, more = _range_values(raw, "member")
+        if not values:
+            break
+        members.extend(values)
+    return [_decode(v) for v in members]
+
+
+def _decode(value):
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+class DirectoryGroup(object):
+    """A group as read from AD: its own attributes and its direct members' DNs."""
+
+    __slots__ = ("guid", "dn", "mail", "name", "member_dns")
+
+    def __init__(self, guid, dn, mail, name, member_dns):
+        self.guid = guid
+        self.dn = dn
+        self.mail = mail
+        self.name = name
+        self.member_dns = member_dns
+
+
+def read_groups(conn, base_dn, group_filter, mail_attribute, page_size=PAGE_SIZE, step=None):
+    """Every group matching `group_filter`, with all its direct members."""
+    step = step or RANGE_STEP
+    first_range = "member;range=0-%d" % (step - 1)
+    groups = []
+    try:
+        for entry in conn.extend.standard.paged_search(
+                base_dn, group_filter, search_scope=ldap3.SUBTREE,
+                attributes=["objectGUID", "cn", mail_attribute, first_range],
+                paged_size=page_size, generator=True):
+            if entry.get("type") != "searchResEntry":
+                continue
+            raw = dict((k.lower(), v) for k, v in entry["raw_attributes"].items())
+            values, more = _range_values(raw, "member")
+            groups.append((entry["dn"], raw, values, more))
+    except ldap3_exceptions.LDAPNoSuchObjectResult:
+        raise DirectoryError("base DN %s does not exist in Active Directory" % base_dn)
+    except Exception as exc:  # noqa: BLE001
+        raise DirectoryError("reading groups under %s failed: %s" % (base_dn, describe(exc)))
+    result = []
+    try:
+        # Ranges are followed after the paged search: a base search inside
+        # it would abandon the paging cookie.
+        for dn, raw, values, more in groups:
+            result.append(DirectoryGroup(decode_guid(raw["objectguid"][0]), dn,
+                                         _text(raw.get(mail_attribute.lower())), _text(raw.get("cn")),
+                                         read_members(conn, dn, values, more, step)))
+    except Exception as exc:  # noqa: BLE001
+        raise DirectoryError("reading the members of groups under %s failed: %s" % (base_dn, describe(exc)))
+    return result
+
+
+class OutsideObject(object):
+    """A member found outside the resource's users and groups."""
+
+    __slots__ = ("dn", "is_group", "mail", "member_dns")
+
+    def __init__(self, dn, is_group, mail=None, member_dns=()):
+        self.dn = dn
+        self.is_group = is_group
+        self.mail = mail
+        self.member_dns = list(member_dns)
+
+
+def read_outside(conn, dns, mail_attribute, step=None):
+    """Look up member DNs the resource's searches did not return.
+
+    Nested groups outside the group filter still pass on their members;
+    users outside the base DN may still have an account in the domain.
+    Deleted or unreadable DNs are left out.
+    """
+    step = step or RANGE_STEP
+    found = {}
+    try:
+        for dn in dns:
+            try:
+                conn.search(dn, "(objectClass=*)", ldap3.BASE,
+                            attributes=["objectClass", mail_attribute, "member;range=0-%d" % (step - 1)])
+            except ldap3_exceptions.LDAPNoSuchObjectResult:
+                continue
+            if not conn.response or conn.response[0].get("type") != "searchResEntry":
+                continue
+            raw = dict((k.lower(), v) for k, v in conn.response[0]["raw_attributes"].items())
+            classes = set(_decode(v).lower() for v in raw.get("objectclass", []))
+            if "group" in classes:
+                values, more = _range_values(raw, "member")
+                found[dn.lower()] = OutsideObject(dn, True, member_dns=read_members(conn, dn, values, more, step))
+            else:
+                found[dn.lower()] = OutsideObject(dn, False, mail=_text(raw.get(mail_attribute.lower())))
+    except Exception as exc:  # noqa: BLE001
+        raise DirectoryError("reading group members failed: %s" % describe(exc))
+    return found

@@ -12,6 +12,7 @@ import re
 from ansible_collections.mailsync.iredmail.plugins.module_utils.model import (
     AddressError,
     MailAccount,
+    MailAlias,
     Skip,
     domain_of,
     normalise_address,
@@ -91,3 +92,85 @@ def desired_accounts(users, target_domain, default_quota, attribute_map, quota_a
                                 "address claimed by %d AD objects: %s" % (len(claimants), others)))
     unread = set(present) - read if present is not None else ()
     return DesiredState(accounts, skipped, unread)
+
+
+class DesiredAliases(object):
+    """Mail aliases keyed on the groups' objectGUIDs, and how to name their members.
+
+    `dn_to_guid` maps the lower-cased DN of every user in the resource's
+    scope to its GUID; `outside_mail` the DN of each member outside it to
+    its normalised address (or None).
+    """
+
+    def __init__(self, aliases, skipped, dn_to_guid, outside_mail):
+        self.aliases = aliases
+        self.skipped = skipped
+        self.dn_to_guid = dn_to_guid
+        self.outside_mail = outside_mail
+
+
+def flatten(group_dn, members_of):
+    """The non-group member DNs reachable from `group_dn`, nested groups
+    followed and cycles cut. `members_of` maps a group DN to its direct
+    member DNs (all lower-cased); a DN not in it is a leaf."""
+    leaves, seen, todo = set(), set([group_dn]), list(members_of.get(group_dn, ()))
+    while todo:
+        dn = todo.pop()
+        if dn in members_of:
+            if dn not in seen:
+                seen.add(dn)
+                todo.extend(members_of[dn])
+        else:
+            leaves.add(dn)
+    return leaves
+
+
+def desired_aliases(groups, outside, target_domain, access_policy, dn_to_guid):
+    """Map each AD group to the MailAlias it should be, or to a Skip.
+
+    `outside` holds the member objects the searches did not return
+    (ad_reader.OutsideObject by lower-cased DN).
+    """
+    members_of = dict((g.dn.lower(), [m.lower() for m in g.member_dns]) for g in groups)
+    for dn, obj in outside.items():
+        if obj.is_group:
+            members_of[dn] = [m.lower() for m in obj.member_dns]
+    outside_mail = {}
+    for dn, obj in outside.items():
+        if not obj.is_group:
+            try:
+                outside_mail[dn] = normalise_address(obj.mail)
+            except AddressError:
+                outside_mail[dn] = None
+
+    candidates, skipped = {}, []
+    for group in groups:
+        try:
+            address = normalise_address(group.mail)
+        except AddressError as exc:
+            reason = "no mail address" if group.mail is None else "invalid address: %s" % exc
+            skipped.append(Skip(group.dn, group.guid, group.mail, reason))
+            continue
+        if domain_of(address) != target_domain:
+            skipped.append(Skip(group.dn, group.guid, address, "address outside target domain %s" % target_domain))
+            continue
+        alias = MailAlias(group.guid, group.dn, address, group.name, access_policy,
+                          flatten(group.dn.lower(), members_of))
+        candidates.setdefault(address, []).append(alias)
+    aliases = {}
+    for address, claimants in candidates.items():
+        if len(claimants) == 1:
+            aliases[claimants[0].guid] = claimants[0]
+            continue
+        others = ", ".join(sorted(alias.dn for alias in claimants))
+        for alias in claimants:
+            skipped.append(Skip(alias.dn, alias.guid, address,
+                                "address claimed by %d AD objects: %s" % (len(claimants), others)))
+    return DesiredAliases(aliases, skipped, dn_to_guid, outside_mail)
+
+
+def unknown_members(groups, known_dns):
+    """Member DNs that are neither a read group nor a known user: to look up."""
+    group_dns = set(g.dn.lower() for g in groups)
+    return sorted(set(m for g in groups for m in g.member_dns
+                      if m.lower() not in group_dns and m.lower() not in known_dns))

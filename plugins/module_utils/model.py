@@ -201,6 +201,36 @@ class MailAccount(object):
         return "MailAccount(%s)" % self.address
 
 
+# iRedMail's access policies of a mail alias: who may send to it.
+ACCESS_POLICIES = ("public", "domain", "subdomain", "membersonly", "moderatorsonly", "membersandmoderatorsonly")
+
+
+class MailAlias(object):
+    """The mail alias account replication wants for one AD group.
+
+    `member_dns` are the lower-cased DNs of the group's users, nested
+    groups flattened; the planner turns them into addresses once it knows
+    which accounts exist after the plan.
+    """
+
+    __slots__ = ("guid", "dn", "address", "name", "access_policy", "member_dns")
+
+    def __init__(self, guid, dn, address, name, access_policy, member_dns):
+        self.guid = guid
+        self.dn = dn
+        self.address = address
+        self.name = truncate(name)
+        self.access_policy = access_policy
+        self.member_dns = frozenset(member_dns)
+
+    def fields(self, members):
+        return {"address": self.address, "active": True, "name": self.name,
+                "access_policy": self.access_policy, "members": list(members)}
+
+    def __repr__(self):
+        return "MailAlias(%s)" % self.address
+
+
 class Skip(object):
     """An AD object replication did not write, and why."""
 

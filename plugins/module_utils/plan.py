@@ -35,6 +35,10 @@ SUMMARY_KEYS = {
     DISABLE: "disabled", ENABLE: "enabled", DELETE: "deleted",
 }
 
+# What a replicated AD object becomes: a mailbox, or a mail alias account.
+USER = "user"
+GROUP = "group"
+
 REMOVED_KEEP = "keep"
 REMOVED_DISABLE = "disable"
 REMOVED_DELETE = "delete"
@@ -49,10 +53,11 @@ DEFAULT_MIN_DELETES = 10
 class ManagedAccount(object):
     """What the backend holds for one object replication manages."""
 
-    __slots__ = ("guid", "address", "fields", "removed_since")
+    __slots__ = ("guid", "address", "fields", "removed_since", "kind")
 
-    def __init__(self, guid, address, fields, removed_since=None):
+    def __init__(self, guid, address, fields, removed_since=None, kind=USER):
         self.guid = guid
+        self.kind = kind
         self.address = address
         # the same keys as MailAccount.as_dict(), or None if the account is gone
         self.fields = fields
@@ -77,10 +82,13 @@ class CurrentState(object):
 class Change(object):
     """One account's change. `before`/`after` hold managed fields only."""
 
-    __slots__ = ("kind", "guid", "address", "before", "after", "account", "reason", "keep_old_address")
+    __slots__ = ("kind", "guid", "address", "before", "after", "account", "reason", "keep_old_address",
+                 "object_type")
 
-    def __init__(self, kind, guid, address, before=None, after=None, account=None, reason=None):
+    def __init__(self, kind, guid, address, before=None, after=None, account=None, reason=None,
+                 object_type=USER):
         self.kind = kind
+        self.object_type = object_type
         self.guid = guid
         # the address the account has now (after the change for a create)
         self.address = address
@@ -96,7 +104,7 @@ class Change(object):
         return self.after["address"] if self.after else None
 
     def as_dict(self):
-        result = {"kind": self.kind, "guid": self.guid, "address": self.address,
+        result = {"kind": self.kind, "object": self.object_type, "guid": self.guid, "address": self.address,
                   "before": self.before, "after": self.after}
         if self.reason:
             result["reason"] = self.reason
@@ -106,8 +114,8 @@ class Change(object):
 
     def as_diff(self):
         return {
-            "before_header": "%s (%s)" % (self.address, self.kind),
-            "after_header": "%s (%s)" % (self.new_address or self.address, self.kind),
+            "before_header": "%s %s (%s)" % (self.object_type, self.address, self.kind),
+            "after_header": "%s %s (%s)" % (self.object_type, self.new_address or self.address, self.kind),
             "before": _render(self.before),
             "after": _render(self.after),
         }
@@ -172,83 +180,160 @@ def _kind_of_update(before, after):
 
 
 def build_plan(desired, current, on_removed=REMOVED_DISABLE, stored_form=None, now=None, delete_after_days=0,
-               keep_old_address=False):
+               keep_old_address=False, groups=None):
     """Compare and decide; never reads or writes anything.
 
     `stored_form` turns desired fields into the form the backend keeps them
     in (OpenLDAP's mandatory `sn`, say), so equal accounts compare equal.
-    With on_removed=delete, an object gone from AD is disabled and marked
+    With on_removed=delete, an account gone from AD is disabled and marked
     first, and deleted once `delete_after_days` have passed since the mark.
+    `groups` (desired.DesiredAliases) adds the mail aliases; their members
+    are resolved against the accounts as this plan leaves them.
     """
-    now = now or datetime.datetime.now().replace(microsecond=0)
-    changes, marks = [], []
-    skipped = list(desired.skipped)
-    unchanged = 0
-    managed_addresses = set(m.address for m in current.managed.values())
+    planner = _Planner(current, now or datetime.datetime.now().replace(microsecond=0), desired.skipped)
+    planner.remove_users(desired, on_removed, delete_after_days)
+    planner.plan(USER, desired.accounts, desired.unread, stored_form, keep_old_address)
+    if groups is not None:
+        skipped_members = []
+        final_users = planner.final_states()  # users are planned before groups
+        aliases = dict((guid, alias.fields(resolve_members(alias, final_users, groups, current, skipped_members)))
+                       for guid, alias in groups.aliases.items())
+        planner.skipped.extend(groups.skipped + skipped_members)
+        planner.remove_groups(groups.aliases, on_removed)
+        planner.plan(GROUP, dict((guid, groups.aliases[guid]) for guid in aliases), (), None, False,
+                     fields=aliases)
+    return Plan(planner.changes, planner.skipped, planner.unchanged, planner.marks)
 
-    removals = {}
-    for guid, managed in sorted(current.managed.items(), key=lambda item: item[1].address):
-        if guid in desired.accounts or managed.fields is None:
-            continue
-        if guid in desired.unread:
-            unchanged += 1
-            continue
-        removals[guid] = _removal(managed, on_removed, now, delete_after_days, marks)
-    # Who holds each address once the plan is applied: an account removed
-    # from AD keeps its address until it is actually deleted.
-    holders = dict((current.managed[guid].address, guid) for guid, change in removals.items()
-                   if change is None or change.kind != DELETE)
 
-    def conflict(address, guid):
-        holder = holders.get(address)
+def resolve_members(alias, final_users, groups, current, notes):
+    """The addresses an alias should forward to, as this plan leaves the accounts.
+
+    Only active accounts replication manages and addresses that already
+    exist in the domain are written; every other member is reported.
+    """
+    addresses = set()
+    for dn in sorted(alias.member_dns):
+        guid = groups.dn_to_guid.get(dn)
+        if guid is not None:
+            state = final_users.get(guid)
+            if state is None:
+                notes.append(Skip(dn, guid, None, "member of %s left out: no replicated mail account" % alias.address))
+            elif state[1]:
+                addresses.add(state[0])
+            continue  # a disabled member stops receiving list mail
+        mail = groups.outside_mail.get(dn)
+        if mail is not None and mail in current.taken_addresses:
+            addresses.add(mail)
+        else:
+            notes.append(Skip(dn, None, mail, "member of %s left out: not a mail account in this domain"
+                              % alias.address))
+    return sorted(addresses)
+
+
+class _Planner(object):
+    """The running decisions of one plan, shared by users and groups."""
+
+    def __init__(self, current, now, skipped):
+        self.current = current
+        self.now = now
+        self.changes, self.marks = [], []
+        self.skipped = list(skipped)
+        self.unchanged = 0
+        self.managed_addresses = set(m.address for m in current.managed.values())
+        self.removals = {}
+        # who holds each address once the plan is applied
+        self.holders = {}
+        self.final = {}
+
+    def _managed(self, kind):
+        return sorted(((g, m) for g, m in self.current.managed.items() if m.kind == kind),
+                      key=lambda item: item[1].address)
+
+    def _remove(self, kind, wanted, unread, decide):
+        for guid, managed in self._managed(kind):
+            if guid in wanted or managed.fields is None:
+                continue
+            if guid in unread:
+                self.unchanged += 1
+                self._hold(guid, managed.address, managed.fields["active"])
+                continue
+            change = decide(managed)
+            self.removals[guid] = change
+            if change is None:
+                self.unchanged += 1
+                self._hold(guid, managed.address, managed.fields["active"])
+            elif change.kind != DELETE:
+                # an account removed from AD keeps its address until deleted
+                self._hold(guid, managed.address, change.after["active"])
+            self.changes.extend([change] if change is not None else [])
+
+    def remove_users(self, desired, on_removed, delete_after_days):
+        self._remove(USER, desired.accounts, desired.unread,
+                     lambda managed: _removal(managed, on_removed, self.now, delete_after_days, self.marks))
+
+    def remove_groups(self, wanted, on_removed):
+        # Aliases hold no mail: a group gone from AD is deleted at once,
+        # unless the resource keeps what AD removed.
+        def decide(managed):
+            if on_removed == REMOVED_KEEP:
+                return None
+            return Change(DELETE, managed.guid, managed.address, dict(managed.fields), None,
+                          reason="group no longer in Active Directory", object_type=GROUP)
+        self._remove(GROUP, wanted, (), decide)
+
+    def _hold(self, guid, address, active):
+        self.holders[address] = guid
+        self.final[guid] = (address, active)
+
+    def final_states(self):
+        """(address, active) of every object planned so far, as the plan leaves it."""
+        return dict(self.final)
+
+    def conflict(self, address, guid):
+        holder = self.holders.get(address)
         if holder is not None and holder != guid:
             return "address still held by another replicated account"
-        owner = current.alias_owner.get(address)
+        owner = self.current.alias_owner.get(address)
         if owner is not None:
             return None if owner == guid else "address is an alias of another replicated account"
-        if address in current.taken_addresses and address not in managed_addresses:
+        if address in self.current.taken_addresses and address not in self.managed_addresses:
             return "address already used by an account replication does not manage"
         return None
 
-    for guid, account in sorted(desired.accounts.items(), key=lambda item: item[1].address):
-        after = account.as_dict()
-        if stored_form is not None:
-            after = stored_form(after)
-        managed = current.managed.get(guid)
-        if managed is not None and managed.removed_since is not None:
-            marks.append(RemovalMark(guid, managed.address, None))
-        exists = managed is not None and managed.fields is not None
-        if exists and dict((key, managed.fields.get(key)) for key in after) == after:
-            holders[after["address"]] = guid
-            unchanged += 1
-            continue
-        own_address = managed.address if managed is not None else None
-        reason = conflict(after["address"], guid) if after["address"] != own_address else None
-        if reason:
+    def plan(self, kind, objects, unread, stored_form, keep_old_address, fields=None):
+        for guid, obj in sorted(objects.items(), key=lambda item: item[1].address):
+            after = fields[guid] if fields is not None else obj.as_dict()
+            if stored_form is not None:
+                after = stored_form(after)
+            managed = self.current.managed.get(guid)
+            if managed is not None and managed.removed_since is not None:
+                self.marks.append(RemovalMark(guid, managed.address, None))
+            exists = managed is not None and managed.fields is not None
+            if exists and dict((key, managed.fields.get(key)) for key in after) == after:
+                self._hold(guid, after["address"], after["active"])
+                self.unchanged += 1
+                continue
+            own_address = managed.address if managed is not None else None
+            reason = self.conflict(after["address"], guid) if after["address"] != own_address else None
+            if reason:
+                if exists:
+                    reason = "cannot rename %s: %s" % (managed.address, reason)
+                    self._hold(guid, managed.address, managed.fields["active"])
+                self.skipped.append(Skip(obj.dn, guid, after["address"], reason))
+                continue
+            self._hold(guid, after["address"], after["active"])
             if exists:
-                reason = "cannot rename %s: %s" % (managed.address, reason)
-                holders[managed.address] = guid
-            skipped.append(Skip(account.dn, guid, after["address"], reason))
-            continue
-        holders[after["address"]] = guid
-        if exists:
-            before = dict((key, managed.fields.get(key)) for key in after)
-            change = Change(_kind_of_update(before, after), guid, managed.address, before, after, account)
-            change.keep_old_address = keep_old_address and change.kind == RENAME
-            if change.keep_old_address:
-                holders[managed.address] = guid
-            changes.append(change)
-        else:
-            # A new object, or a managed one whose account was removed by
-            # hand: either way the account is created.
-            changes.append(Change(CREATE, guid, after["address"], None, after, account))
-
-    for change in removals.values():
-        if change is None:
-            unchanged += 1
-        else:
-            changes.append(change)
-    return Plan(changes, skipped, unchanged, marks)
+                before = dict((key, managed.fields.get(key)) for key in after)
+                change = Change(_kind_of_update(before, after), guid, managed.address, before, after, obj,
+                                object_type=kind)
+                change.keep_old_address = keep_old_address and change.kind == RENAME
+                if change.keep_old_address:
+                    self.holders[managed.address] = guid
+            else:
+                # A new object, or a managed one whose account was removed
+                # by hand: either way the account is created.
+                change = Change(CREATE, guid, after["address"], None, after, obj, object_type=kind)
+            self.changes.append(change)
 
 
 def _removal(managed, on_removed, now, delete_after_days, marks):

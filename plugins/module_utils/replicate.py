@@ -16,7 +16,11 @@ import datetime
 
 from ansible_collections.mailsync.iredmail.plugins.module_utils import ad_connection, ad_reader
 from ansible_collections.mailsync.iredmail.plugins.module_utils.cursor import Cursor, settings_fingerprint
-from ansible_collections.mailsync.iredmail.plugins.module_utils.desired import desired_accounts
+from ansible_collections.mailsync.iredmail.plugins.module_utils.desired import (
+    desired_accounts,
+    desired_aliases,
+    unknown_members,
+)
 from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import (
     BackendError,
     ConfigError,
@@ -53,16 +57,25 @@ class DirectoryRead(object):
 
     def __init__(self, users, present, dc, mode):
         self.users = users
-        # every GUID matching the filter, when `users` holds changed objects only
+        # every GUID matching the filter (to its DN), when `users` holds
+        # changed objects only
         self.present = present
         self.dc = dc
         self.mode = mode
+        # groups (None when not replicated) and members found outside the scope
+        self.groups = None
+        self.outside = {}
+
+    def dn_to_guid(self):
+        if self.present is not None:
+            return dict((dn.lower(), guid) for guid, dn in self.present.items())
+        return dict((user.dn.lower(), user.guid) for user in self.users)
 
 
 # Options that decide which AD objects become which accounts: when one of
 # them changes, unchanged AD objects may need writing, so the next run is full.
 READ_SETTINGS = ("target_domain", "base_dn", "user_filter", "user_mail_attribute", "attribute_map",
-                 "quota_attribute", "default_quota", "on_removed", "delete_after_days")
+                 "quota_attribute", "default_quota", "on_removed", "delete_after_days", "replicate_groups")
 
 
 def read_directory(resource, attributes, cursor, full, now):
@@ -90,9 +103,31 @@ def read_directory(resource, attributes, cursor, full, now):
             users = list(ad_reader.read_users(conn, resource.base_dn, resource.user_filter,
                                               resource.user_mail_attribute, attributes))
             present = None
+        read = DirectoryRead(users, present, dc, "incremental" if incremental else "full")
+        if resource.replicate_groups:
+            # Groups are read whole on every run: a membership change deep
+            # in a nested group changes no USN on the groups that contain it.
+            read.groups = ad_reader.read_groups(conn, resource.base_dn, resource.group_filter,
+                                                resource.group_mail_attribute)
+            read.outside = read_outside_members(conn, read, resource.user_mail_attribute)
     finally:
         conn.unbind()
-    return DirectoryRead(users, present, dc, "incremental" if incremental else "full")
+    return read
+
+
+def read_outside_members(conn, read, mail_attribute):
+    """Look up, level by level, member DNs neither search returned."""
+    known = set(read.dn_to_guid())
+    outside = {}
+    pending = unknown_members(read.groups, known)
+    while pending:
+        found = ad_reader.read_outside(conn, pending, mail_attribute)
+        for dn in pending:
+            outside.setdefault(dn.lower(), found.get(dn.lower()) or ad_reader.OutsideObject(dn, False))
+        nested = [obj for obj in found.values() if obj.is_group]
+        seen = known | set(outside) | set(g.dn.lower() for g in read.groups)
+        pending = sorted(set(m for obj in nested for m in obj.member_dns if m.lower() not in seen))
+    return outside
 
 
 def fingerprint(resource):
@@ -122,8 +157,13 @@ def plan_replication(resource, backend, full=False):
             "Active Directory returned no users under %s with filter %s while %d accounts are managed; "
             "refusing to treat them all as removed (nothing was written)"
             % (resource.base_dn, resource.user_filter, len(current.managed)))
+    groups = None
+    if read.groups is not None:
+        groups = desired_aliases(read.groups, read.outside, resource.target_domain, resource.access_policy,
+                                 read.dn_to_guid())
     plan = build_plan(desired, current, resource.on_removed, backend.stored_form, now=now,
-                      delete_after_days=resource.delete_after_days, keep_old_address=resource.keep_old_address)
+                      delete_after_days=resource.delete_after_days, keep_old_address=resource.keep_old_address,
+                      groups=groups)
     check_safety(plan, resource.max_deletes, len(current.managed))
     plan.mode = read.mode
     last_full = now if read.mode == "full" else cursor.last_full

@@ -27,6 +27,7 @@ from ansible_collections.mailsync.iredmail.plugins.module_utils.ad_reader import
 )
 from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import ConfigError
 from ansible_collections.mailsync.iredmail.plugins.module_utils.model import (
+    ACCESS_POLICIES,
     DEFAULT_ATTRIBUTE_MAP,
     DEFAULT_STORAGE_BASE_DIRECTORY,
     is_domain_name,
@@ -87,6 +88,7 @@ def resource_options():
         user_mail_attribute=dict(type="str", default="userPrincipalName"),
         group_mail_attribute=dict(type="str", default="mail"),
         replicate_groups=dict(type="bool", default=True),
+        access_policy=dict(type="str", default="public", choices=list(ACCESS_POLICIES)),
         attribute_map=dict(type="dict"),
         quota_attribute=dict(type="str"),
         default_quota=dict(type="int"),

@@ -4,7 +4,7 @@
 """The replication service: what `mailsync-replicate@<resource>.service` runs.
 
     mailsync-replicate [--config-dir DIR] [--report-dir DIR] [--metrics-dir DIR]
-                       [--lock-dir DIR] [--wait SECONDS] [--check] RESOURCE
+                       [--lock-dir DIR] [--wait SECONDS] [--full] [--check] RESOURCE
 
 It runs exactly what `ad_replicate` runs (`replicate.replicate`) and then:
 
@@ -80,6 +80,8 @@ METRICS = (
      "How long the last replication run of the resource took."),
     ("mailsync_last_run_success", "gauge",
      "1 if the last replication run of the resource succeeded, 0 if it failed."),
+    ("mailsync_last_run_full", "gauge",
+     "1 if the last replication run of the resource read every user, 0 if only what changed in AD."),
     ("mailsync_accounts_changes", "gauge",
      "Accounts the last replication run of the resource changed, by kind of change."),
     ("mailsync_accounts_unchanged", "gauge",
@@ -97,11 +99,13 @@ CARRIED = ("mailsync_last_success_timestamp_seconds", "mailsync_runs_total", "ma
 
 # ------------------------------------------------------------------ pieces
 
-def summary_line(name, result, summary=None, duration=None, error=None, check_mode=False):
-    """The one line a run prints: `mailsync resource=corp result=ok created=1 ... duration=1.23s`."""
+def summary_line(name, result, summary=None, duration=None, error=None, check_mode=False, mode=None):
+    """The one line a run prints: `mailsync resource=corp result=ok mode=full created=1 ... duration=1.23s`."""
     parts = ["mailsync", "resource=%s" % name, "result=%s" % result]
     if check_mode:
         parts.append("check=true")
+    if mode:
+        parts.append("mode=%s" % mode)
     if summary is not None:
         parts.extend("%s=%d" % (key, summary.get(key, 0)) for key in SUMMARY_KEYS)
     if duration is not None:
@@ -122,6 +126,8 @@ def build_report(name, started, ended, duration, plan=None, error=None, check_mo
         "resource": name,
         "result": RESULT_FAILED if error else RESULT_OK,
         "check_mode": check_mode,
+        # full: every user was read; incremental: only what changed in AD
+        "mode": getattr(plan, "mode", None),
         "started": iso_time(started),
         "ended": iso_time(ended),
         "duration_seconds": round(duration, 3),
@@ -148,7 +154,7 @@ def parse_metrics(text, name):
     return values
 
 
-def next_metrics(previous, success, ended, duration, summary=None):
+def next_metrics(previous, success, ended, duration, summary=None, full=False):
     """This run's metric values, carrying counters and the last success from `previous`."""
     runs = previous.get("mailsync_runs_total", 0) + 1
     failed = previous.get("mailsync_runs_failed_total", 0) + (0 if success else 1)
@@ -159,6 +165,7 @@ def next_metrics(previous, success, ended, duration, summary=None):
         "mailsync_last_success_timestamp_seconds": last_success,
         "mailsync_last_run_duration_seconds": duration,
         "mailsync_last_run_success": 1 if success else 0,
+        "mailsync_last_run_full": 1 if full else 0,
         "mailsync_accounts_changes": dict((kind, summary.get(kind, 0)) for kind in CHANGE_KINDS),
         "mailsync_accounts_unchanged": summary.get("unchanged", 0),
         "mailsync_objects_skipped": summary.get("skipped", 0),
@@ -262,12 +269,18 @@ def write_outputs(args, name, report, success, ended, duration, summary):
             previous = parse_metrics(handle.read(), name)
     except (IOError, OSError):
         previous = {}
-    values = next_metrics(previous, success, ended, duration, summary)
+    values = next_metrics(previous, success, ended, duration, summary, full=report.get("mode") == "full")
     # node_exporter runs as its own user and must read the file.
     write_atomic(path, render_metrics(name, values), 0o644)
 
 
 # --------------------------------------------------------------------- run
+
+def _say(stream, line):
+    """One line to stdout (journald keeps it) or stderr, at once."""
+    stream.write(line + "\n")
+    stream.flush()
+
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
@@ -289,6 +302,9 @@ def parse_args(argv):
     parser.add_argument("--wait", type=float, default=0, metavar="SECONDS",
                         help="wait up to SECONDS for a running replication of the resource to end "
                              "(default: refuse at once with exit status 75)")
+    parser.add_argument("--full", action="store_true",
+                        help="read every user and reconcile every managed account, not only what changed "
+                             "in AD since the last run")
     parser.add_argument("--check", action="store_true",
                         help="compute and print the plan's summary; write nothing, no report, no metrics")
     return parser.parse_args(argv)
@@ -300,7 +316,7 @@ def run(args, out=None, err=None):
     err = err or sys.stderr
     name = args.resource
     if not resources.NAME_RE.match(name or ""):
-        print("mailsync-replicate: invalid resource name %r" % name, file=err)
+        _say(err, "mailsync-replicate: invalid resource name %r" % name)
         return EXIT_USAGE
     if args.check:
         return _replicate_and_report(args, name, out, err)
@@ -309,11 +325,10 @@ def run(args, out=None, err=None):
     try:
         lock = ResourceLock(args.lock_dir, name, timeout=args.wait).acquire()
     except LockBusy as exc:
-        print(summary_line(name, RESULT_BUSY, error=str(exc)), file=out)
-        out.flush()
+        _say(out, summary_line(name, RESULT_BUSY, error=str(exc)))
         return EXIT_BUSY
     except MailsyncError as exc:
-        print("mailsync-replicate: %s" % exc, file=err)
+        _say(err, "mailsync-replicate: %s" % exc)
         return EXIT_FAILED
     try:
         return _replicate_and_report(args, name, out, err)
@@ -327,27 +342,26 @@ def _replicate_and_report(args, name, out, err):
     try:
         resource = resources.load(args.config_dir, name)
         secrets = secret_values(resource.options)
-        plan = replicate.replicate(resource, check_mode=args.check)
+        plan = replicate.replicate(resource, check_mode=args.check, full=args.full)
     except MailsyncError as exc:
         error = scrub(str(exc), secrets)
     except Exception as exc:  # noqa: BLE001 - a service run reports every failure, then exits non-zero
         error = scrub("unexpected error %s: %s" % (type(exc).__name__, exc), secrets)
-        print(scrub(traceback.format_exc(), secrets), file=err)
+        _say(err, scrub(traceback.format_exc(), secrets))
     ended, duration = time.time(), time.monotonic() - clock
 
     success = error is None
     summary = plan.summary if plan is not None else None
-    print(summary_line(name, RESULT_OK if success else RESULT_FAILED, summary, duration, error,
-                       check_mode=args.check), file=out)
-    out.flush()
+    _say(out, summary_line(name, RESULT_OK if success else RESULT_FAILED, summary, duration, error,
+                           check_mode=args.check, mode=getattr(plan, "mode", None)))
     if args.check:
         return EXIT_OK if success else EXIT_FAILED
     try:
         report = build_report(name, started, ended, duration, plan, error)
         write_outputs(args, name, report, success, ended, duration, summary)
     except (IOError, OSError) as exc:
-        print("mailsync-replicate: cannot write the report or metrics of resource %s: %s"
-              % (name, scrub(str(exc), secrets)), file=err)
+        _say(err, "mailsync-replicate: cannot write the report or metrics of resource %s: %s"
+             % (name, scrub(str(exc), secrets)))
         return EXIT_FAILED
     return EXIT_OK if success else EXIT_FAILED
 

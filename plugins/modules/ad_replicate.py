@@ -22,7 +22,7 @@ description:
   - A run computes the whole plan first and writes it only when not in check mode; on SQL backends the
     plan is written in one transaction.
 author:
-  - mailsync.iredmail contributors
+  - mailsync.iredmail contributors (!UNKNOWN)
 extends_documentation_fragment:
   - mailsync.iredmail.resource_store
 attributes:
@@ -47,6 +47,14 @@ options:
         and every O(mailsync.iredmail.ad_resource#module:full_sync_interval) hours.
     type: bool
     default: false
+  lock_timeout:
+    description:
+      - Seconds to wait while another replication of the same resource runs (the resource's
+        C(mailsync-replicate@RESOURCE) service, another play); the task then fails and writes nothing.
+      - Runs of one resource never overlap; they hold an exclusive lock on C(/run/mailsync/RESOURCE.lock).
+        Check mode takes no lock.
+    type: int
+    default: 300
 seealso:
   - module: mailsync.iredmail.ad_resource
 '''
@@ -107,6 +115,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.mailsync.iredmail.plugins.module_utils import resource as resources
 from ansible_collections.mailsync.iredmail.plugins.module_utils.ad_connection import LDAP3_IMPORT_ERROR
 from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import MailsyncError
+from ansible_collections.mailsync.iredmail.plugins.module_utils.lock import DEFAULT_LOCK_DIR, ResourceLock
 from ansible_collections.mailsync.iredmail.plugins.module_utils.replicate import replicate
 
 
@@ -114,6 +123,7 @@ def main():
     argument_spec = dict(
         resource=dict(type="str", required=True, aliases=["name"]),
         full=dict(type="bool", default=False),
+        lock_timeout=dict(type="int", default=300),
     )
     argument_spec.update(resources.config_dir_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -121,7 +131,14 @@ def main():
         module.fail_json(msg=missing_required_lib("ldap3"), exception=LDAP3_IMPORT_ERROR)
     try:
         resource = resources.load(module.params["config_dir"], module.params["resource"])
-        plan = replicate(resource, check_mode=module.check_mode, full=module.params["full"])
+        lock = None
+        if not module.check_mode:
+            lock = ResourceLock(DEFAULT_LOCK_DIR, resource.name, timeout=module.params["lock_timeout"]).acquire()
+        try:
+            plan = replicate(resource, check_mode=module.check_mode, full=module.params["full"])
+        finally:
+            if lock is not None:
+                lock.release()
     except MailsyncError as exc:
         module.fail_json(msg=str(exc))
     result = dict(

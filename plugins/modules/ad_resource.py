@@ -21,7 +21,7 @@ description:
   - With O(backend.schema_login_user), the module also creates the replication state table in the
     account store once, so that replication itself needs no more than iRedMail's C(vmailadmin) rights.
 author:
-  - mailsync.iredmail contributors
+  - mailsync.iredmail contributors (!UNKNOWN)
 extends_documentation_fragment:
   - mailsync.iredmail.ad_connection
   - mailsync.iredmail.resource_store
@@ -84,9 +84,22 @@ options:
     default: mail
   replicate_groups:
     description:
-      - Replicate AD groups as iRedMail mail aliases.
+      - Replicate AD groups whose O(group_mail_attribute) is an address under O(target_domain) as iRedMail
+        mail alias accounts, one member per user reached through nested groups.
+      - Only members that are active accounts replication manages, or addresses that already exist in the
+        domain, are written; the others are reported in C(skipped_objects).
     type: bool
     default: true
+  access_policy:
+    description:
+      - Who may send mail to the aliases replicated from groups, as iRedMail's alias access policy.
+      - V(public) everyone; V(domain) senders of the target domain; V(subdomain) of the domain and its
+        sub-domains; V(membersonly) the alias's members; V(moderatorsonly) its moderators;
+        V(membersandmoderatorsonly) both.
+      - Enforced by iRedAPD or iRedMail Enterprise's milter, not by Postfix's lookups.
+    type: str
+    choices: [public, domain, subdomain, membersonly, moderatorsonly, membersandmoderatorsonly]
+    default: public
   attribute_map:
     description:
       - AD attribute for each profile field, overriding the defaults

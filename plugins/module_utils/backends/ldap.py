@@ -200,6 +200,19 @@ class LDAPBackend(Backend):
             managed[guid] = plans.ManagedAccount(guid, address, fields, removed_since)
             for value in entry.get("shadowAddress", []):
                 alias_owner[value.decode("utf-8").lower()] = guid
+        aliases = "ou=Aliases,%s" % self.domain_dn(domain)
+        for _, entry in self._search(aliases, ldap.SCOPE_ONELEVEL, "(&(objectClass=mailAlias)(accountSetting=%s))"
+                                     % ldap.filter.escape_filter_chars(ANCHOR_RESOURCE + resource),
+                                     ["mail", "accountStatus", "cn", "accessPolicy", "mailForwardingAddress",
+                                      "accountSetting"], "reading the aliases of %s" % domain):
+            guid = self._settings(entry).get(ANCHOR_GUID)
+            if guid is None:
+                continue
+            address = _first(entry, "mail").lower()
+            fields = {"address": address, "active": _first(entry, "accountStatus") == "active",
+                      "name": _first(entry, "cn") or "", "access_policy": _first(entry, "accessPolicy") or "public",
+                      "members": sorted(v.decode("utf-8").lower() for v in entry.get("mailForwardingAddress", []))}
+            managed[guid] = plans.ManagedAccount(guid, address, fields, kind=plans.GROUP)
         taken = set()
         for _, entry in self._search(self.domain_dn(domain), ldap.SCOPE_SUBTREE,
                                      "(|(mail=*)(shadowAddress=*))", ["mail", "shadowAddress"],
@@ -227,7 +240,9 @@ class LDAPBackend(Backend):
             for mark in plan.marks:
                 self._mark(mark, domain)
             for change in plans.apply_order(plan.changes):
-                if change.kind == plans.CREATE:
+                if change.object_type == plans.GROUP:
+                    self._write_alias(change, resource, domain)
+                elif change.kind == plans.CREATE:
                     self._create(change, resource, domain, settings, now)
                 elif change.kind == plans.DELETE:
                     self._delete(change, domain)
@@ -312,6 +327,44 @@ class LDAPBackend(Backend):
         if old != new:
             # The mail home keeps its path: renaming moves no mail.
             self.conn.rename_s(dn, "mail=%s" % ldap.dn.escape_dn_chars(new), delold=1)
+
+    def alias_dn(self, address, domain):
+        return "mail=%s,ou=Aliases,%s" % (ldap.dn.escape_dn_chars(address), self.domain_dn(domain))
+
+    def _write_alias(self, change, resource, domain):
+        """A mailAlias entry in ou=Aliases, one mailForwardingAddress per member."""
+        if change.kind == plans.DELETE:
+            try:
+                self.conn.delete_s(self.alias_dn(change.address, domain.name))
+            except ldap.NO_SUCH_OBJECT:
+                pass
+            return
+        after = change.after
+        values = {
+            "cn": [_b(after["name"])] if after["name"] else None,
+            "accountStatus": [b"active" if after["active"] else b"disabled"],
+            "accessPolicy": [_b(after["access_policy"])],
+            "mailForwardingAddress": [_b(m) for m in after["members"]] or None,
+        }
+        if change.before is None:
+            attrs = dict((k, v) for k, v in values.items() if v)
+            attrs.update({
+                "objectClass": [b"mailAlias"], "mail": [_b(after["address"])],
+                "enabledService": [b"mail", b"deliver", b"displayedInGlobalAddressBook"],
+                "accountSetting": [_b(ANCHOR_RESOURCE + resource), _b(ANCHOR_GUID + change.guid)],
+            })
+            dn = self.alias_dn(after["address"], domain.name)
+            try:
+                self.conn.add_s(dn, ldap.modlist.addModlist(attrs))
+                return
+            except ldap.ALREADY_EXISTS:
+                pass  # left by a stopped run with our anchor: bring it up to date
+        old_dn = self.alias_dn(change.address, domain.name)
+        # One modify then the RDN: until the RDN changes, a stopped run is
+        # redone whole by the next one.
+        self.conn.modify_s(old_dn, [(ldap.MOD_REPLACE, k, v) for k, v in values.items()])
+        if change.address != after["address"]:
+            self.conn.rename_s(old_dn, "mail=%s" % ldap.dn.escape_dn_chars(after["address"]), delold=1)
 
     def _modify_value(self, dn, op, attr, value):
         """Add or delete one value; already done counts as done."""

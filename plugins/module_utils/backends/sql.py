@@ -199,6 +199,13 @@ class SQLBackend(Backend):
             aliases = self._query(
                 "SELECT f.address, o.guid FROM forwardings f JOIN %s o ON f.forwarding = o.address "
                 "WHERE o.resource = %%s AND o.kind = 'user' AND f.is_alias = 1" % STATE_TABLE, (resource,))
+            groups = self._query(
+                "SELECT o.guid, o.address, o.removed_since, a.address, a.active, a.name, a.accesspolicy "
+                "FROM %s o LEFT JOIN alias a ON a.address = o.address "
+                "WHERE o.resource = %%s AND o.kind = 'group'" % STATE_TABLE, (resource,))
+            members = self._query(
+                "SELECT f.address, f.forwarding FROM forwardings f JOIN %s o ON f.address = o.address "
+                "WHERE o.resource = %%s AND o.kind = 'group' AND f.is_list = 1" % STATE_TABLE, (resource,))
             self.conn.rollback()
         except Exception as exc:  # noqa: BLE001
             raise self._fail("reading the accounts of %s" % domain, exc)
@@ -211,6 +218,15 @@ class SQLBackend(Backend):
                 for offset, field in enumerate(self.profile_fields):
                     values[field] = row[6 + offset] or ""
             managed[guid] = plans.ManagedAccount(guid, address, values, removed_since)
+        members_of = {}
+        for group, member in members:
+            members_of.setdefault(group, []).append(member.lower())
+        for guid, address, removed_since, found, active, name, policy in groups:
+            values = None
+            if found is not None:
+                values = {"address": found, "active": int(active) == 1, "name": name or "",
+                          "access_policy": policy or "public", "members": sorted(members_of.get(found, []))}
+            managed[guid] = plans.ManagedAccount(guid, address, values, removed_since, kind=plans.GROUP)
         taken_addresses = set(r[0].lower() for r in taken) | set(r[0] for r in taken_state)
         return plans.CurrentState(managed, taken_addresses, dict((r[0].lower(), r[1]) for r in aliases))
 
@@ -222,7 +238,9 @@ class SQLBackend(Backend):
         cur = self.conn.cursor()
         try:
             for change in plans.apply_order(plan.changes):
-                if change.kind == plans.CREATE:
+                if change.object_type == plans.GROUP:
+                    self._write_alias(cur, change, resource, domain, now)
+                elif change.kind == plans.CREATE:
                     self._create(cur, change, resource, domain, settings, base, node, now)
                 elif change.kind == plans.DELETE:
                     self._delete(cur, change, resource, settings.keep_mailbox_days, now)
@@ -342,6 +360,47 @@ class SQLBackend(Backend):
                               ("forwardings", "forwarding"), ("moderators", "moderator")):
             cur.execute("DELETE FROM %s WHERE %s = %%s" % (table, self.quote(column)), (address,))
         cur.execute("DELETE FROM %s WHERE resource = %%s AND guid = %%s" % STATE_TABLE, (resource, change.guid))
+
+    def _write_alias(self, cur, change, resource, domain, now):
+        """A mail alias account as iRedAdmin keeps one: the `alias` row, one
+        `forwardings` row per member (is_list=1)."""
+        before, after = change.before, change.after
+        if change.kind == plans.DELETE:
+            cur.execute("DELETE FROM alias WHERE address = %s", (change.address,))
+            cur.execute("DELETE FROM forwardings WHERE address = %s AND is_list = 1", (change.address,))
+            cur.execute("DELETE FROM moderators WHERE address = %s", (change.address,))
+            cur.execute("DELETE FROM %s WHERE resource = %%s AND guid = %%s" % STATE_TABLE, (resource, change.guid))
+            return
+        address, active = after["address"], 1 if after["active"] else 0
+        row = {"address": address, "name": after["name"], "accesspolicy": after["access_policy"],
+               "active": active, "modified": now}
+        if before is None:
+            cur.execute("DELETE FROM alias WHERE address = %s", (address,))
+            cur.execute("DELETE FROM %s WHERE resource = %%s AND guid = %%s" % STATE_TABLE, (resource, change.guid))
+            self._insert(cur, "alias", dict(row, domain=domain.name, created=now))
+            self._insert(cur, STATE_TABLE, {"resource": resource, "guid": change.guid, "kind": plans.GROUP,
+                                            "address": address, "created": now, "modified": now})
+        else:
+            old = before["address"]
+            assignments = ", ".join("%s = %%s" % self.quote(column) for column in row)
+            cur.execute("UPDATE alias SET %s WHERE address = %%s" % assignments, list(row.values()) + [old])
+            if old != address:
+                for table in ("forwardings", "moderators"):
+                    cur.execute("UPDATE %s SET address = %%s WHERE address = %%s" % table, (address, old))
+                cur.execute("UPDATE %s SET address = %%s, modified = %%s WHERE resource = %%s AND guid = %%s"
+                            % STATE_TABLE, (address, now, resource, change.guid))
+        # Member rows are made equal to the plan whatever they are now: a
+        # user renamed in this same run has already rewritten its own rows.
+        existing = set(r[0].lower() for r in self._query_cur(
+            cur, "SELECT forwarding FROM forwardings WHERE address = %s AND is_list = 1", (address,)))
+        wanted = set(after["members"])
+        for member in sorted(existing - wanted):
+            cur.execute("DELETE FROM forwardings WHERE address = %s AND forwarding = %s AND is_list = 1",
+                        (address, member))
+        for member in sorted(wanted - existing):
+            self._insert(cur, "forwardings", {"address": address, "forwarding": member, "domain": domain.name,
+                                              "dest_domain": domain_of(member), "is_list": 1, "active": active})
+        cur.execute("UPDATE forwardings SET active = %s WHERE address = %s AND is_list = 1", (active, address))
 
     @staticmethod
     def _query_cur(cur, sql, params):
