@@ -51,9 +51,12 @@ def _text(values):
     return value
 
 
-def read_users(conn, base_dn, user_filter, mail_attribute, extra_attributes=(), page_size=PAGE_SIZE):
+def read_users(conn, base_dn, user_filter, mail_attribute, extra_attributes=(), page_size=PAGE_SIZE,
+               proxy_addresses=False):
     """Yield a DirectoryUser for every entry matching `user_filter` under `base_dn`."""
     wanted = ["objectGUID", "userAccountControl", mail_attribute] + list(extra_attributes)
+    if proxy_addresses:
+        wanted.append("proxyAddresses")
     # Attribute names are case-insensitive in LDAP; match them lower-cased.
     wanted_lower = dict((name.lower(), name) for name in wanted)
     read = 0
@@ -72,9 +75,10 @@ def read_users(conn, base_dn, user_filter, mail_attribute, extra_attributes=(), 
             disabled = bool(int(uac) & UAC_ACCOUNTDISABLE) if uac else False
             attributes = dict((wanted_lower[key], _text(raw.get(key)))
                               for key in wanted_lower if key not in ("objectguid", "useraccountcontrol"))
+            proxies = [_decode(v) for v in raw.get("proxyaddresses", [])] if proxy_addresses else ()
             read += 1
             yield DirectoryUser(decode_guid(guid_values[0]), entry["dn"],
-                                attributes.get(mail_attribute), disabled, attributes)
+                                attributes.get(mail_attribute), disabled, attributes, proxies)
     except DirectoryError:
         raise
     except ldap3_exceptions.LDAPNoSuchObjectResult:

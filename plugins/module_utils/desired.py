@@ -16,6 +16,7 @@ from ansible_collections.mailsync.iredmail.plugins.module_utils.model import (
     Skip,
     domain_of,
     normalise_address,
+    smtp_proxy_addresses,
 )
 
 _QUOTA_RE = re.compile(r"^\s*(\d+)\s*([mgt]?)b?\s*$", re.IGNORECASE)
@@ -46,12 +47,16 @@ class DesiredState(object):
         self.unread = frozenset(unread)
 
 
-def desired_accounts(users, target_domain, default_quota, attribute_map, quota_attribute=None, present=None):
+def desired_accounts(users, target_domain, default_quota, attribute_map, quota_attribute=None, present=None,
+                     proxy_addresses=False):
     """Map each AD user to the MailAccount it should be, or to a Skip.
 
     `attribute_map` maps model profile fields to AD attributes; fields
     absent from it are not managed. `present`, when the users are only the
-    changed ones, is every GUID that still matches the filter. An address claimed by two objects is
+    changed ones, is every GUID that still matches the filter. With
+    `proxy_addresses`, `smtp:` values under the target domain become the
+    account's extra addresses; one claimed by two objects is written for
+    neither (an alias never displaces another user's primary address). An address claimed by two objects is
     written for neither: choosing one would make the result depend on
     search order.
     """
@@ -77,8 +82,19 @@ def desired_accounts(users, target_domain, default_quota, attribute_map, quota_a
                 quota = parsed
         profile = dict((field, user.attributes.get(attribute))
                        for field, attribute in attribute_map.items())
+        aliases = None
+        if proxy_addresses:
+            aliases = set()
+            for value in smtp_proxy_addresses(user.proxy_addresses)[1]:
+                try:
+                    alias = normalise_address(value)
+                except AddressError as exc:
+                    skipped.append(Skip(user.dn, user.guid, value, "proxy address not written: %s" % exc))
+                    continue
+                if domain_of(alias) == target_domain and alias != address:
+                    aliases.add(alias)
         account = MailAccount(user.guid, user.dn, address, active=not user.disabled,
-                              quota=quota, profile=profile)
+                              quota=quota, profile=profile, aliases=aliases)
         candidates.setdefault(address, []).append(account)
 
     accounts = {}
@@ -90,8 +106,27 @@ def desired_accounts(users, target_domain, default_quota, attribute_map, quota_a
         for account in claimants:
             skipped.append(Skip(account.dn, account.guid, address,
                                 "address claimed by %d AD objects: %s" % (len(claimants), others)))
+    _drop_contested_aliases(accounts, skipped)
     unread = set(present) - read if present is not None else ()
     return DesiredState(accounts, skipped, unread)
+
+
+def _drop_contested_aliases(accounts, skipped):
+    claims = {}
+    for account in accounts.values():
+        claims.setdefault(account.address, []).append(account)
+        for alias in account.aliases or ():
+            claims.setdefault(alias, []).append(account)
+    for address, claimants in claims.items():
+        if len(claimants) < 2:
+            continue
+        names = ", ".join(sorted(set(account.dn for account in claimants)))
+        for account in claimants:
+            if account.aliases and address in account.aliases:
+                account.aliases.remove(address)
+                skipped.append(Skip(account.dn, account.guid, address,
+                                    "proxy address claimed by %d AD objects, written for none: %s"
+                                    % (len(claimants), names)))
 
 
 class DesiredAliases(object):

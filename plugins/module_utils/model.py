@@ -140,6 +140,24 @@ def unusable_password_hash():
     return "{SSHA512}" + base64.b64encode(digest + salt).decode("ascii")
 
 
+def smtp_proxy_addresses(values):
+    """(primary, secondary) addresses from proxyAddresses values.
+
+    `SMTP:` (upper case) marks the primary address, `smtp:` the others;
+    X500:, SIP: and every other prefix are not mail addresses.
+    """
+    primary, secondary = [], []
+    for value in values:
+        prefix, sep, address = value.partition(":")
+        if not sep:
+            continue
+        if prefix == "SMTP":
+            primary.append(address)
+        elif prefix == "smtp":
+            secondary.append(address)
+    return primary, secondary
+
+
 def truncate(value, limit=MAX_PROFILE_LENGTH):
     if value is None:
         return ""
@@ -149,15 +167,17 @@ def truncate(value, limit=MAX_PROFILE_LENGTH):
 class DirectoryUser(object):
     """A user as read from AD, before any iRedMail rule is applied."""
 
-    __slots__ = ("guid", "dn", "mail", "disabled", "attributes")
+    __slots__ = ("guid", "dn", "mail", "disabled", "attributes", "proxy_addresses")
 
-    def __init__(self, guid, dn, mail, disabled, attributes):
+    def __init__(self, guid, dn, mail, disabled, attributes, proxy_addresses=()):
         self.guid = guid
         self.dn = dn
         self.mail = mail
         self.disabled = disabled
         # attribute name (as configured) -> first value as text, or None
         self.attributes = attributes
+        # every proxyAddresses value, prefixes included
+        self.proxy_addresses = list(proxy_addresses)
 
     def __repr__(self):
         return "DirectoryUser(%s, %s)" % (self.guid, self.dn)
@@ -172,15 +192,17 @@ class MailAccount(object):
     managed; the others are left as the administrator set them.
     """
 
-    __slots__ = ("guid", "dn", "address", "active", "quota", "profile")
+    __slots__ = ("guid", "dn", "address", "active", "quota", "profile", "aliases")
 
-    def __init__(self, guid, dn, address, active=True, quota=DEFAULT_QUOTA_MB, profile=None):
+    def __init__(self, guid, dn, address, active=True, quota=DEFAULT_QUOTA_MB, profile=None, aliases=None):
         self.guid = guid
         self.dn = dn
         self.address = address
         self.active = bool(active)
         self.quota = int(quota)
         self.profile = dict((field, truncate(value)) for field, value in (profile or {}).items())
+        # extra addresses (proxyAddresses), or None when they are not managed
+        self.aliases = sorted(aliases) if aliases is not None else None
 
     @property
     def domain(self):
@@ -189,6 +211,8 @@ class MailAccount(object):
     def as_dict(self):
         fields = {"address": self.address, "active": self.active, "quota": self.quota}
         fields.update(self.profile)
+        if self.aliases is not None:
+            fields["aliases"] = list(self.aliases)
         return fields
 
     def __eq__(self, other):

@@ -53,11 +53,13 @@ DEFAULT_MIN_DELETES = 10
 class ManagedAccount(object):
     """What the backend holds for one object replication manages."""
 
-    __slots__ = ("guid", "address", "fields", "removed_since", "kind")
+    __slots__ = ("guid", "address", "fields", "removed_since", "kind", "kept")
 
-    def __init__(self, guid, address, fields, removed_since=None, kind=USER):
+    def __init__(self, guid, address, fields, removed_since=None, kind=USER, kept=()):
         self.guid = guid
         self.kind = kind
+        # former addresses kept as aliases after renames (keep_old_address)
+        self.kept = frozenset(kept)
         self.address = address
         # the same keys as MailAccount.as_dict(), or None if the account is gone
         self.fields = fields
@@ -83,7 +85,7 @@ class Change(object):
     """One account's change. `before`/`after` hold managed fields only."""
 
     __slots__ = ("kind", "guid", "address", "before", "after", "account", "reason", "keep_old_address",
-                 "object_type")
+                 "object_type", "kept")
 
     def __init__(self, kind, guid, address, before=None, after=None, account=None, reason=None,
                  object_type=USER):
@@ -98,6 +100,8 @@ class Change(object):
         self.reason = reason
         # a rename leaves the old address as an alias of the account
         self.keep_old_address = False
+        # the former addresses to remember as kept, when they change
+        self.kept = None
 
     @property
     def new_address(self):
@@ -300,16 +304,39 @@ class _Planner(object):
             return "address already used by an account replication does not manage"
         return None
 
+    def _claim_aliases(self, guid, obj, after, managed, keep_old_address):
+        """Settle the extra addresses an account ends with; returns the kept set."""
+        kept = set(managed.kept) if managed is not None else set()
+        if keep_old_address and managed is not None and managed.fields is not None \
+                and managed.address != after["address"]:
+            kept.add(managed.address)
+        kept.discard(after["address"])
+        aliases = set(after["aliases"]) | kept
+        for alias in sorted(aliases):
+            reason = self.conflict(alias, guid)
+            if reason:
+                aliases.discard(alias)
+                kept.discard(alias)
+                self.skipped.append(Skip(obj.dn, guid, alias, "extra address not written: %s" % reason))
+        for alias in aliases:
+            self.holders[alias] = guid
+        after["aliases"] = sorted(aliases)
+        return kept
+
     def plan(self, kind, objects, unread, stored_form, keep_old_address, fields=None):
         for guid, obj in sorted(objects.items(), key=lambda item: item[1].address):
             after = fields[guid] if fields is not None else obj.as_dict()
             if stored_form is not None:
                 after = stored_form(after)
             managed = self.current.managed.get(guid)
+            kept = None
+            if "aliases" in after:
+                kept = self._claim_aliases(guid, obj, after, managed, keep_old_address)
             if managed is not None and managed.removed_since is not None:
                 self.marks.append(RemovalMark(guid, managed.address, None))
             exists = managed is not None and managed.fields is not None
-            if exists and dict((key, managed.fields.get(key)) for key in after) == after:
+            same_kept = kept is None or kept == set(managed.kept if managed is not None else ())
+            if exists and dict((key, managed.fields.get(key)) for key in after) == after and same_kept:
                 self._hold(guid, after["address"], after["active"])
                 self.unchanged += 1
                 continue
@@ -326,13 +353,16 @@ class _Planner(object):
                 before = dict((key, managed.fields.get(key)) for key in after)
                 change = Change(_kind_of_update(before, after), guid, managed.address, before, after, obj,
                                 object_type=kind)
-                change.keep_old_address = keep_old_address and change.kind == RENAME
+                # With managed extra addresses the kept one is among them;
+                # otherwise the writer adds it on its own.
+                change.keep_old_address = keep_old_address and change.kind == RENAME and kept is None
                 if change.keep_old_address:
                     self.holders[managed.address] = guid
             else:
                 # A new object, or a managed one whose account was removed
                 # by hand: either way the account is created.
                 change = Change(CREATE, guid, after["address"], None, after, obj, object_type=kind)
+            change.kept = kept
             self.changes.append(change)
 
 

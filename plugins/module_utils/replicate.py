@@ -75,7 +75,8 @@ class DirectoryRead(object):
 # Options that decide which AD objects become which accounts: when one of
 # them changes, unchanged AD objects may need writing, so the next run is full.
 READ_SETTINGS = ("target_domain", "base_dn", "user_filter", "user_mail_attribute", "attribute_map",
-                 "quota_attribute", "default_quota", "on_removed", "delete_after_days", "replicate_groups")
+                 "quota_attribute", "default_quota", "on_removed", "delete_after_days", "replicate_groups",
+                 "proxy_addresses", "access_policy", "group_filter", "group_mail_attribute")
 
 
 def read_directory(resource, attributes, cursor, full, now):
@@ -97,11 +98,13 @@ def read_directory(resource, attributes, cursor, full, now):
         if incremental:
             users = list(ad_reader.read_users(conn, resource.base_dn,
                                               ad_reader.changed_since(resource.user_filter, cursor.usn),
-                                              resource.user_mail_attribute, attributes))
+                                              resource.user_mail_attribute, attributes,
+                                              proxy_addresses=resource.proxy_addresses))
             present = ad_reader.read_guids(conn, resource.base_dn, resource.user_filter)
         else:
             users = list(ad_reader.read_users(conn, resource.base_dn, resource.user_filter,
-                                              resource.user_mail_attribute, attributes))
+                                              resource.user_mail_attribute, attributes,
+                                              proxy_addresses=resource.proxy_addresses))
             present = None
         read = DirectoryRead(users, present, dc, "incremental" if incremental else "full")
         if resource.replicate_groups:
@@ -147,7 +150,8 @@ def plan_replication(resource, backend, full=False):
 
     default_quota = resource.default_quota if resource.default_quota is not None else domain.default_quota
     desired = desired_accounts(read.users, resource.target_domain, default_quota, attribute_map,
-                               resource.quota_attribute, present=read.present)
+                               resource.quota_attribute, present=read.present,
+                               proxy_addresses=resource.proxy_addresses)
     current = backend.current_state(resource.name, resource.target_domain)
     in_ad = read.present if read.present is not None else read.users
     if not in_ad and current.managed:

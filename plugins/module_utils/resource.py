@@ -101,6 +101,7 @@ def resource_options():
         delete_after_days=dict(type="int", default=30),
         keep_mailbox_days=dict(type="int", default=0),
         keep_old_address=dict(type="bool", default=False),
+        proxy_addresses=dict(type="bool", default=True),
         max_deletes=dict(type="str"),
         full_sync_interval=dict(type="int", default=24),
         backend=dict(type="dict", options=backend_options()),

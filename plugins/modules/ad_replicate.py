@@ -51,8 +51,8 @@ options:
     description:
       - Seconds to wait while another replication of the same resource runs (the resource's
         C(mailsync-replicate@RESOURCE) service, another play); the task then fails and writes nothing.
-      - Runs of one resource never overlap; they hold an exclusive lock on C(/run/mailsync/RESOURCE.lock).
-        Check mode takes no lock.
+      - Runs of one resource never overlap; they hold an exclusive lock on C(/run/mailsync/RESOURCE.lock)
+        (as a user other than root, on C(RESOURCE.lock) in O(config_dir)). Check mode takes no lock.
     type: int
     default: 300
 seealso:
@@ -110,6 +110,8 @@ changes:
             "after": {"address": "jane@example.com", "active": true, "quota": 1024, "display_name": "Jane Doe"}}]
 '''
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.mailsync.iredmail.plugins.module_utils import resource as resources
@@ -133,7 +135,9 @@ def main():
         resource = resources.load(module.params["config_dir"], module.params["resource"])
         lock = None
         if not module.check_mode:
-            lock = ResourceLock(DEFAULT_LOCK_DIR, resource.name, timeout=module.params["lock_timeout"]).acquire()
+            # root shares the service's lock; another user cannot run against root's resource files.
+            lock_dir = DEFAULT_LOCK_DIR if os.geteuid() == 0 else module.params["config_dir"]
+            lock = ResourceLock(lock_dir, resource.name, timeout=module.params["lock_timeout"]).acquire()
         try:
             plan = replicate(resource, check_mode=module.check_mode, full=module.params["full"])
         finally:

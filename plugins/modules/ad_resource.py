@@ -164,6 +164,15 @@ options:
         (SQL backends, through C(deleted_mailboxes)).
     type: int
     default: 0
+  proxy_addresses:
+    description:
+      - Replicate the C(smtp:) values of a user's C(proxyAddresses) that are under O(target_domain) as extra
+        addresses of the account (SQL C(forwardings) with C(is_alias=1); OpenLDAP C(shadowAddress)).
+      - The C(SMTP:) value is the primary address and is not added; C(X500:), C(SIP:) and other prefixes are
+        ignored. An address claimed by two AD objects is written for neither and reported.
+      - When true, replication owns the extra addresses of the accounts it manages.
+    type: bool
+    default: true
   keep_old_address:
     description:
       - When a user's address changes in AD, keep the old address as an alias of the renamed account,

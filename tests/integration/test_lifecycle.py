@@ -15,7 +15,9 @@ def replicate_now(args, check=False, diff=False):
             "resource": args["name"], "config_dir": args["config_dir"]}},
     ], check=check, diff=diff)
     assert "replicate" in run.results, run.stdout[-3000:] + run.stderr[-3000:]
-    return run.task("replicate")
+    result = run.task("replicate")
+    assert "summary" in result or result.get("failed"), result
+    return result
 
 
 def replicate_direct(args):
@@ -58,7 +60,8 @@ def test_rename_can_keep_the_old_address_as_an_alias(ad, ou, store, resource_arg
     _, dn = ad.make_user(ou, "Lee %s" % tag, upn=old)
     replicate_now(args)
     ad.modify(dn, userPrincipalName=new)
-    assert replicate_now(args)["summary"]["renamed"] == 1
+    renamed = replicate_now(args)
+    assert renamed.get("summary", {}).get("renamed") == 1, renamed
     if store.kind == "ldap":
         assert store.entry(new)["shadowAddress"] == [old]
         assert postmap(store, "virtual_mailbox_maps", old) is not None

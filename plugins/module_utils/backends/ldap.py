@@ -60,6 +60,7 @@ REQUIRED_NAME_FIELDS = ("display_name", "last_name")
 ANCHOR_RESOURCE = "mailsyncResource:"
 ANCHOR_GUID = "mailsyncGUID:"
 REMOVED_SINCE = "mailsyncRemovedSince:"
+KEPT_ADDRESS = "mailsyncKeptAddress:"
 # On the domain entry, one value per resource: mailsyncCursor:<resource>=<cursor>
 CURSOR_SETTING = "mailsyncCursor:"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
@@ -197,9 +198,12 @@ class LDAPBackend(Backend):
             fields = {"address": address, "active": _first(entry, "accountStatus") == "active", "quota": quota}
             for field, attr in PROFILE_ATTRIBUTES.items():
                 fields[field] = _first(entry, attr) or ""
-            managed[guid] = plans.ManagedAccount(guid, address, fields, removed_since)
-            for value in entry.get("shadowAddress", []):
-                alias_owner[value.decode("utf-8").lower()] = guid
+            fields["aliases"] = sorted(v.decode("utf-8").lower() for v in entry.get("shadowAddress", []))
+            kept = [v.decode("utf-8")[len(KEPT_ADDRESS):] for v in entry.get("accountSetting", [])
+                    if v.decode("utf-8").startswith(KEPT_ADDRESS)]
+            managed[guid] = plans.ManagedAccount(guid, address, fields, removed_since, kept=kept)
+            for alias in fields["aliases"]:
+                alias_owner[alias] = guid
         aliases = "ou=Aliases,%s" % self.domain_dn(domain)
         for _, entry in self._search(aliases, ldap.SCOPE_ONELEVEL, "(&(objectClass=mailAlias)(accountSetting=%s))"
                                      % ldap.filter.escape_filter_chars(ANCHOR_RESOURCE + resource),
@@ -284,8 +288,11 @@ class LDAPBackend(Backend):
             "amavisLocal": [b"TRUE"],
             "mailboxFormat": [_b(settings.mailbox_format)],
             "mailboxFolder": [_b(settings.mailbox_folder)],
-            "accountSetting": [_b(ANCHOR_RESOURCE + resource), _b(ANCHOR_GUID + change.guid)],
+            "accountSetting": [_b(ANCHOR_RESOURCE + resource), _b(ANCHOR_GUID + change.guid)]
+            + [_b(KEPT_ADDRESS + a) for a in sorted(change.kept or ())],
         }
+        if after.get("aliases"):
+            attrs["shadowAddress"] = [_b(a) for a in after["aliases"]]
         if after["quota"]:
             attrs["mailQuota"] = [_b(str(after["quota"] * MB))]
         if settings.language:
@@ -323,7 +330,12 @@ class LDAPBackend(Backend):
             self._modify_value(dn, ldap.MOD_DELETE, "shadowAddress", new)
             if change.keep_old_address:
                 self._modify_value(dn, ldap.MOD_ADD, "shadowAddress", old)
-        self.conn.modify_s(dn, self._status_modlist(after) + self._profile_modlist(after))
+        mods = self._status_modlist(after) + self._profile_modlist(after)
+        if "aliases" in after:
+            mods.append((ldap.MOD_REPLACE, "shadowAddress", [_b(a) for a in after["aliases"]] or None))
+        self.conn.modify_s(dn, mods)
+        if change.kept is not None:
+            self._replace_settings(dn, KEPT_ADDRESS, [KEPT_ADDRESS + a for a in sorted(change.kept)])
         if old != new:
             # The mail home keeps its path: renaming moves no mail.
             self.conn.rename_s(dn, "mail=%s" % ldap.dn.escape_dn_chars(new), delold=1)
@@ -372,6 +384,19 @@ class LDAPBackend(Backend):
             self.conn.modify_s(dn, [(op, attr, [_b(value)])])
         except (ldap.TYPE_OR_VALUE_EXISTS, ldap.NO_SUCH_ATTRIBUTE):
             pass
+
+    def _replace_settings(self, dn, prefix, values):
+        """Make the entry's accountSetting values starting with `prefix` exactly `values`."""
+        entries = self._search(dn, ldap.SCOPE_BASE, "(objectClass=*)", ["accountSetting"], "reading %s" % dn)
+        current = [v for v in (entries[0][1].get("accountSetting", []) if entries else [])
+                   if v.decode("utf-8").startswith(prefix)]
+        wanted = [_b(v) for v in values]
+        if sorted(current) == sorted(wanted):
+            return
+        mods = [(ldap.MOD_DELETE, "accountSetting", current)] if current else []
+        if wanted:
+            mods.append((ldap.MOD_ADD, "accountSetting", wanted))
+        self.conn.modify_s(dn, mods)
 
     def _mark(self, mark, domain):
         dn = self.user_dn(mark.address, domain.name)

@@ -62,6 +62,7 @@ class MySQLBackend(SQLBackend):
             " guid CHAR(36) NOT NULL,"
             " kind VARCHAR(16) NOT NULL,"
             " address VARCHAR(255) NOT NULL,"
+            " kept_addresses TEXT NULL,"
             " removed_since DATETIME NULL DEFAULT NULL,"
             " created DATETIME NOT NULL DEFAULT '1970-01-01 01:01:01',"
             " modified DATETIME NOT NULL DEFAULT '1970-01-01 01:01:01',"

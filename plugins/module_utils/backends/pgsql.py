@@ -66,6 +66,7 @@ class PgSQLBackend(SQLBackend):
             " guid CHAR(36) NOT NULL,"
             " kind VARCHAR(16) NOT NULL,"
             " address VARCHAR(255) NOT NULL,"
+            " kept_addresses TEXT NULL,"
             " removed_since TIMESTAMP WITHOUT TIME ZONE NULL,"
             " created TIMESTAMP WITHOUT TIME ZONE NOT NULL DEFAULT NOW(),"
             " modified TIMESTAMP WITHOUT TIME ZONE NOT NULL DEFAULT NOW(),"

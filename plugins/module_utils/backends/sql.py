@@ -137,6 +137,13 @@ class SQLBackend(Backend):
             cur = self.conn.cursor()
             for statement in self.state_table_ddl():
                 cur.execute(statement)
+            self.conn.commit()
+            try:
+                cur.execute("SELECT kept_addresses FROM %s WHERE 1 = 0" % STATE_TABLE)
+                cur.fetchall()
+            except Exception:  # noqa: BLE001 - a table made by an earlier release lacks the column
+                self.conn.rollback()
+                cur.execute("ALTER TABLE %s ADD COLUMN kept_addresses TEXT NULL" % STATE_TABLE)
             cur.close()
             self.conn.commit()
         except Exception as exc:  # noqa: BLE001
@@ -144,7 +151,8 @@ class SQLBackend(Backend):
 
     def check_state_schema(self):
         try:
-            self._query("SELECT resource, guid, kind, address, removed_since FROM %s WHERE 1 = 0" % STATE_TABLE)
+            self._query("SELECT resource, guid, kind, address, removed_since, kept_addresses FROM %s WHERE 1 = 0"
+                        % STATE_TABLE)
             self._query("SELECT resource, cursor_text FROM %s WHERE 1 = 0" % CURSOR_TABLE)
             self.conn.rollback()
         except Exception as exc:  # noqa: BLE001
@@ -185,7 +193,7 @@ class SQLBackend(Backend):
         columns = ", ".join("m.%s" % self.quote(c) for c in ["username"] + fields)
         try:
             rows = self._query(
-                "SELECT o.guid, o.address, o.removed_since, %s FROM %s o "
+                "SELECT o.guid, o.address, o.removed_since, o.kept_addresses, %s FROM %s o "
                 "LEFT JOIN mailbox m ON m.username = o.address "
                 "WHERE o.resource = %%s AND o.kind = 'user'" % (columns, STATE_TABLE), (resource,))
             taken = self._query(
@@ -210,14 +218,19 @@ class SQLBackend(Backend):
         except Exception as exc:  # noqa: BLE001
             raise self._fail("reading the accounts of %s" % domain, exc)
         managed = {}
+        aliases_of = {}
+        for alias, guid in aliases:
+            aliases_of.setdefault(guid, []).append(alias.lower())
         for row in rows:
-            guid, address, removed_since, username = row[0], row[1], row[2], row[3]
+            guid, address, removed_since, kept, username = row[:5]
             values = None
             if username is not None:
-                values = {"address": username, "active": int(row[4]) == 1, "quota": int(row[5] or 0)}
+                values = {"address": username, "active": int(row[5]) == 1, "quota": int(row[6] or 0),
+                          "aliases": sorted(aliases_of.get(guid, []))}
                 for offset, field in enumerate(self.profile_fields):
-                    values[field] = row[6 + offset] or ""
-            managed[guid] = plans.ManagedAccount(guid, address, values, removed_since)
+                    values[field] = row[7 + offset] or ""
+            managed[guid] = plans.ManagedAccount(guid, address, values, removed_since,
+                                                 kept=(kept or "").split())
         members_of = {}
         for group, member in members:
             members_of.setdefault(group, []).append(member.lower())
@@ -303,7 +316,9 @@ class SQLBackend(Backend):
             "dest_domain": domain.name, "is_forwarding": 1, "active": active})
         self._insert(cur, STATE_TABLE, {
             "resource": resource, "guid": change.guid, "kind": "user", "address": address,
-            "created": now, "modified": now})
+            "kept_addresses": " ".join(sorted(change.kept or ())), "created": now, "modified": now})
+        if "aliases" in after:
+            self._sync_aliases(cur, address, after, domain)
 
     def _update(self, cur, change, resource, domain, now):
         before, after = change.before, change.after
@@ -329,6 +344,11 @@ class SQLBackend(Backend):
         assignments = ", ".join("%s = %%s" % self.quote(column) for column in values)
         cur.execute("UPDATE mailbox SET %s WHERE username = %%s" % assignments,
                     list(values.values()) + [new])
+        if "aliases" in after:
+            self._sync_aliases(cur, new, after, domain)
+        if change.kept is not None:
+            cur.execute("UPDATE %s SET kept_addresses = %%s WHERE resource = %%s AND guid = %%s" % STATE_TABLE,
+                        (" ".join(sorted(change.kept)), resource, change.guid))
         if before["active"] != after["active"]:
             # As iRedAdmin does: the self row, forwardings, per-user aliases
             # and alias memberships follow the account's status, or Postfix
@@ -360,6 +380,19 @@ class SQLBackend(Backend):
                               ("forwardings", "forwarding"), ("moderators", "moderator")):
             cur.execute("DELETE FROM %s WHERE %s = %%s" % (table, self.quote(column)), (address,))
         cur.execute("DELETE FROM %s WHERE resource = %%s AND guid = %%s" % STATE_TABLE, (resource, change.guid))
+
+    def _sync_aliases(self, cur, address, after, domain):
+        """Per-user alias rows (is_alias=1) equal to the account's extra addresses."""
+        existing = set(r[0].lower() for r in self._query_cur(
+            cur, "SELECT address FROM forwardings WHERE forwarding = %s AND is_alias = 1", (address,)))
+        wanted = set(after["aliases"])
+        for alias in sorted(existing - wanted):
+            cur.execute("DELETE FROM forwardings WHERE address = %s AND forwarding = %s AND is_alias = 1",
+                        (alias, address))
+        for alias in sorted(wanted - existing):
+            self._insert(cur, "forwardings", {"address": alias, "forwarding": address, "domain": domain_of(alias),
+                                              "dest_domain": domain.name, "is_alias": 1,
+                                              "active": 1 if after["active"] else 0})
 
     def _write_alias(self, cur, change, resource, domain, now):
         """A mail alias account as iRedAdmin keeps one: the `alias` row, one
