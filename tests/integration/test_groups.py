@@ -147,3 +147,53 @@ def test_groups_can_be_left_alone(ad, ou, store, resource_args, tag, env):
     plan = run(dict(resource_args, replicate_groups=False))
     assert [c.object_type for c in plan.changes] == ["user"]
     assert routes(store, "idas.%s@%s" % (tag, domain)) == []
+
+
+def set_proxies(ad, dn, values):
+    import ldap3
+    ad.conn.modify(dn, {"proxyAddresses": [(ldap3.MODIFY_REPLACE, list(values))]})
+
+
+def resolves_to(store, alias):
+    """The primary address Postfix delivers `alias` to, on any backend."""
+    if store.kind == "ldap":
+        if postmap(store, "virtual_mailbox_maps", alias) is None:
+            return None
+        return postmap(store, "virtual_group_members_maps", alias)
+    return postmap(store, "virtual_alias_maps", alias)
+
+
+def test_proxy_addresses_become_extra_addresses(ad, ou, store, resource_args, tag, env):
+    domain = env["MAIL_DOMAIN"]
+    a = lambda name: "%s.%s@%s" % (name, tag, domain)  # noqa: E731
+    _, jo = ad.make_user(ou, "Jo %s" % tag, upn=a("jo"))
+    _, kai = ad.make_user(ou, "Kai %s" % tag, upn=a("kai"))
+    set_proxies(ad, jo, ["SMTP:" + a("jo"), "smtp:" + a("joanna"), "smtp:" + a("J.Smith").upper(),
+                         "smtp:jo.%s@elsewhere.example.org" % tag, "X500:/o=Corp/ou=Exchange/cn=jo",
+                         "SIP:" + a("jo.sip"), "smtp:" + a("shared")])
+    set_proxies(ad, kai, ["SMTP:" + a("kai"), "smtp:" + a("shared")])
+
+    plan = run(resource_args)
+    assert plan.summary["created"] == 2
+    assert resolves_to(store, a("joanna")) == a("jo")
+    assert resolves_to(store, a("j.smith")) == a("jo")
+    assert resolves_to(store, a("jo.sip")) is None
+    assert resolves_to(store, a("shared")) is None  # claimed twice: written for neither
+    assert any(s.address == a("shared") and "claimed by 2" in s.reason for s in plan.skipped)
+
+    set_proxies(ad, jo, ["SMTP:" + a("jo"), "smtp:" + a("joanna")])
+    set_proxies(ad, kai, ["SMTP:" + a("kai")])
+    plan = run(resource_args)
+    assert resolves_to(store, a("j.smith")) is None and resolves_to(store, a("joanna")) == a("jo")
+    assert [(c.kind, c.address) for c in plan.changes] == [("update", a("jo"))]
+    assert not run(resource_args) and not run(resource_args, full=True)
+
+
+def test_proxy_address_of_an_existing_account_is_not_taken(ad, ou, store, resource_args, tag, env):
+    domain = env["MAIL_DOMAIN"]
+    _, lu = ad.make_user(ou, "Lu %s" % tag, upn="lu.%s@%s" % (tag, domain))
+    set_proxies(ad, lu, ["smtp:postmaster@%s" % domain])
+    plan = run(resource_args)
+    assert any(s.address == "postmaster@%s" % domain and "not manage" in s.reason for s in plan.skipped)
+    assert store.account("postmaster@%s" % domain)["address"] == "postmaster@%s" % domain
+    assert not run(resource_args, full=True)
