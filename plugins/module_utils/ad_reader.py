@@ -28,8 +28,9 @@ from ansible_collections.mailsync.iredmail.plugins.module_utils.model import (
 )
 
 # Windows AD answers at most MaxPageSize (1000) entries per page; Samba
-# does not enforce it, so the reader always pages, below that limit.
-PAGE_SIZE = 500
+# does not enforce it, so the reader always pages, at that limit: fewer
+# pages cost both servers less.
+PAGE_SIZE = 1000
 
 # Normal user accounts (SAM_NORMAL_USER_ACCOUNT): people and service
 # accounts, enabled or disabled, never computers or trusts.

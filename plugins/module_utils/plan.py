@@ -85,7 +85,7 @@ class Change(object):
     """One account's change. `before`/`after` hold managed fields only."""
 
     __slots__ = ("kind", "guid", "address", "before", "after", "account", "reason", "keep_old_address",
-                 "object_type", "kept")
+                 "object_type", "kept", "recreate")
 
     def __init__(self, kind, guid, address, before=None, after=None, account=None, reason=None,
                  object_type=USER):
@@ -102,6 +102,9 @@ class Change(object):
         self.keep_old_address = False
         # the former addresses to remember as kept, when they change
         self.kept = None
+        # a create for an object replication already anchors (its account
+        # was removed by hand): the writer clears what is left of it first
+        self.recreate = False
 
     @property
     def new_address(self):
@@ -362,6 +365,7 @@ class _Planner(object):
                 # A new object, or a managed one whose account was removed
                 # by hand: either way the account is created.
                 change = Change(CREATE, guid, after["address"], None, after, obj, object_type=kind)
+                change.recreate = managed is not None
             change.kept = kept
             self.changes.append(change)
 

@@ -26,7 +26,7 @@ from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import (
     ConfigError,
     DirectoryError,
 )
-from ansible_collections.mailsync.iredmail.plugins.module_utils.plan import build_plan, check_safety
+from ansible_collections.mailsync.iredmail.plugins.module_utils.plan import Plan, build_plan, check_safety
 
 
 def open_backend(backend_options):
@@ -95,6 +95,10 @@ def read_directory(resource, attributes, cursor, full, now):
         incremental = (not full and cursor is not None
                        and cursor.allows_incremental(dc.invocation_id, fingerprint(resource), now,
                                                      resource.full_sync_interval))
+        if incremental and dc.highest_usn == cursor.usn:
+            # Nothing at all was written to this DC since the last run:
+            # no user, group or membership can have changed.
+            return DirectoryRead([], None, dc, "unchanged")
         if incremental:
             users = list(ad_reader.read_users(conn, resource.base_dn,
                                               ad_reader.changed_since(resource.user_filter, cursor.usn),
@@ -147,6 +151,11 @@ def plan_replication(resource, backend, full=False):
     attribute_map = dict((f, a) for f, a in resource.attribute_map.items() if f in backend.profile_fields)
     attributes = list(attribute_map.values()) + ([resource.quota_attribute] if resource.quota_attribute else [])
     read = read_directory(resource, attributes, cursor, full, now)
+    if read.mode == "unchanged":
+        # The cursor stays as it is: nothing to write at all.
+        plan = Plan([], [], backend.managed_count(resource.name, resource.target_domain))
+        plan.mode = "incremental"
+        return plan, domain
 
     default_quota = resource.default_quota if resource.default_quota is not None else domain.default_quota
     desired = desired_accounts(read.users, resource.target_domain, default_quota, attribute_map,
@@ -183,7 +192,7 @@ def replicate(resource, check_mode=False, full=False):
     """
     with open_backend(resource.backend) as backend:
         plan, domain = plan_replication(resource, backend, full)
-        if not check_mode:
+        if not check_mode and (plan or plan.cursor is not None):
             backend.apply(plan, resource.name, domain, resource)
     return plan
 

@@ -93,8 +93,6 @@ METRICS = (
     ("mailsync_runs_failed_total", "counter",
      "Failed replication runs of the resource."),
 )
-# Values carried from one run's metrics file to the next.
-CARRIED = ("mailsync_last_success_timestamp_seconds", "mailsync_runs_total", "mailsync_runs_failed_total")
 
 
 # ------------------------------------------------------------------ pieces

@@ -12,6 +12,7 @@ import traceback
 PSYCOPG2_IMPORT_ERROR = None
 try:
     import psycopg2
+    import psycopg2.extras
 except ImportError:  # pragma: no cover - reported by the modules
     psycopg2 = None
     PSYCOPG2_IMPORT_ERROR = traceback.format_exc()
@@ -56,6 +57,12 @@ class PgSQLBackend(SQLBackend):
 
     def quote(self, identifier):
         return '"%s"' % identifier.replace('"', '""')
+
+    def insert_many(self, cur, table, columns, rows):
+        # psycopg2's executemany sends one statement per row.
+        psycopg2.extras.execute_values(
+            cur, "INSERT INTO %s (%s) VALUES %%s" % (table, ", ".join(self.quote(c) for c in columns)), rows,
+            page_size=1000)
 
     def state_table_ddl(self):
         # Tables belong to whoever creates them: the replication login is

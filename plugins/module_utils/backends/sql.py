@@ -188,6 +188,14 @@ class SQLBackend(Backend):
             raise self._fail("reading the replication cursor", exc)
         return Cursor.decode(rows[0][0]) if rows else None
 
+    def managed_count(self, resource, domain):
+        try:
+            rows = self._query("SELECT COUNT(*) FROM %s WHERE resource = %%s" % STATE_TABLE, (resource,))
+            self.conn.rollback()
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail("counting the managed accounts", exc)
+        return int(rows[0][0])
+
     def current_state(self, resource, domain):
         fields = ["active", "quota"] + [PROFILE_COLUMNS[f] for f in self.profile_fields]
         columns = ", ".join("m.%s" % self.quote(c) for c in ["username"] + fields)
@@ -249,6 +257,7 @@ class SQLBackend(Backend):
         now = datetime.datetime.now().replace(microsecond=0)
         base, node = split_storage_base(settings.storage_base_directory)
         cur = self.conn.cursor()
+        self._queued = {}
         try:
             for change in plans.apply_order(plan.changes):
                 if change.object_type == plans.GROUP:
@@ -259,6 +268,7 @@ class SQLBackend(Backend):
                     self._delete(cur, change, resource, settings.keep_mailbox_days, now)
                 else:
                     self._update(cur, change, resource, domain, now)
+            self._flush(cur)
             for mark in plan.marks:
                 cur.execute("UPDATE %s SET removed_since = %%s WHERE resource = %%s AND guid = %%s" % STATE_TABLE,
                             (mark.removed_since, resource, mark.guid))
@@ -305,20 +315,41 @@ class SQLBackend(Backend):
         for service in domain.disabled_services:
             for column in SERVICE_COLUMNS.get(service, ()):
                 values[column] = 0
-        # A managed account removed by hand leaves its forwardings and its
-        # state row behind; clear both so the create is the same as new.
-        cur.execute("DELETE FROM mailbox WHERE username = %s", (address,))
-        cur.execute("DELETE FROM forwardings WHERE address = %s AND forwarding = %s", (address, address))
-        cur.execute("DELETE FROM %s WHERE resource = %%s AND guid = %%s" % STATE_TABLE, (resource, change.guid))
-        self._insert(cur, "mailbox", values)
-        self._insert(cur, "forwardings", {
-            "address": address, "forwarding": address, "domain": domain.name,
-            "dest_domain": domain.name, "is_forwarding": 1, "active": active})
-        self._insert(cur, STATE_TABLE, {
+        if change.recreate:
+            # A managed account removed by hand leaves its forwardings and
+            # its state row behind; clear them so the create is as new.
+            cur.execute("DELETE FROM mailbox WHERE username = %s", (address,))
+            cur.execute("DELETE FROM forwardings WHERE forwarding = %s AND (address = %s OR is_alias = 1)",
+                        (address, address))
+            cur.execute("DELETE FROM %s WHERE resource = %%s AND guid = %%s" % STATE_TABLE,
+                        (resource, change.guid))
+        # New rows are queued and written in a few multi-row statements.
+        self._queue("mailbox", values)
+        self._queue("forwardings", {
+            "address": address, "forwarding": address, "domain": domain.name, "dest_domain": domain.name,
+            "is_forwarding": 1, "is_alias": 0, "active": active})
+        for alias in after.get("aliases") or ():
+            self._queue("forwardings", {
+                "address": alias, "forwarding": address, "domain": domain_of(alias), "dest_domain": domain.name,
+                "is_forwarding": 0, "is_alias": 1, "active": active})
+        self._queue(STATE_TABLE, {
             "resource": resource, "guid": change.guid, "kind": "user", "address": address,
             "kept_addresses": " ".join(sorted(change.kept or ())), "created": now, "modified": now})
-        if "aliases" in after:
-            self._sync_aliases(cur, address, after, domain)
+
+    def _queue(self, table, values):
+        key = (table, tuple(values))
+        self._queued.setdefault(key, []).append(tuple(values.values()))
+
+    def _flush(self, cur):
+        # Tables in the order rows refer to each other's addresses.
+        for (table, columns), rows in sorted(self._queued.items(), key=lambda item: item[0][0] != "mailbox"):
+            self.insert_many(cur, table, columns, rows)
+        self._queued = {}
+
+    def insert_many(self, cur, table, columns, rows):
+        """Insert many rows at once; a dialect may do it faster."""
+        cur.executemany("INSERT INTO %s (%s) VALUES (%s)" % (table, ", ".join(self.quote(c) for c in columns),
+                                                             ", ".join(["%s"] * len(columns))), rows)
 
     def _update(self, cur, change, resource, domain, now):
         before, after = change.before, change.after
