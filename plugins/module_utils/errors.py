@@ -28,5 +28,9 @@ class BackendError(MailsyncError):
     """The iRedMail account store refused or could not be reached."""
 
 
+class TransientBackendError(BackendError):
+    """The store gave up on this transaction (a deadlock); running it again may succeed."""
+
+
 class SafetyLimitError(MailsyncError):
     """The plan would remove more accounts than the resource allows."""

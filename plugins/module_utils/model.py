@@ -111,7 +111,7 @@ def maildir_path(address, now=None):
     and is what iRedMail's delete_mailboxes.py requires before removing one.
     """
     now = now or datetime.datetime.now()
-    local, _, domain = address.lower().rpartition("@")
+    local, dummy, domain = address.lower().rpartition("@")
     chars = (local[:3] + "__")[:3]
     chars = chars.replace(".", "_").replace("~", "_")
     return "%s/%s/%s/%s/%s-%s/" % (
@@ -121,7 +121,7 @@ def maildir_path(address, now=None):
 def split_storage_base(storage_base_directory):
     """Split `/var/vmail/vmail1` into (`/var/vmail`, `vmail1`) as iRedAdmin does."""
     path = storage_base_directory.rstrip("/")
-    base, _, node = path.rpartition("/")
+    base, dummy, node = path.rpartition("/")
     if not base or not node:
         raise ValueError("storage_base_directory must be an absolute path with at least two parts")
     return base, node

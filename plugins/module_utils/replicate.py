@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import time
 
 from ansible_collections.mailsync.iredmail.plugins.module_utils import ad_connection, ad_reader
 from ansible_collections.mailsync.iredmail.plugins.module_utils.cursor import Cursor, settings_fingerprint
@@ -25,7 +26,10 @@ from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import (
     BackendError,
     ConfigError,
     DirectoryError,
+    TransientBackendError,
 )
+
+TRANSIENT_ATTEMPTS = 3
 from ansible_collections.mailsync.iredmail.plugins.module_utils.plan import Plan, build_plan, check_safety
 
 
@@ -190,11 +194,19 @@ def replicate(resource, check_mode=False, full=False):
     The cursor is written with the plan, after the accounts; in check mode
     nothing is written at all.
     """
-    with open_backend(resource.backend) as backend:
-        plan, domain = plan_replication(resource, backend, full)
-        if not check_mode and (plan or plan.cursor is not None):
-            backend.apply(plan, resource.name, domain, resource)
-    return plan
+    for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
+        try:
+            with open_backend(resource.backend) as backend:
+                plan, domain = plan_replication(resource, backend, full)
+                if not check_mode and (plan or plan.cursor is not None):
+                    backend.apply(plan, resource.name, domain, resource)
+            return plan
+        except TransientBackendError:
+            # Another writer (another resource, iRedAdmin) deadlocked with
+            # this transaction and it was rolled back whole: plan again.
+            if attempt == TRANSIENT_ATTEMPTS:
+                raise
+            time.sleep(0.5 * attempt)
 
 
 def ensure_state_schema(backend_options, check_mode=False):

@@ -144,7 +144,7 @@ class LDAPBackend(Backend):
                        (_first(entry, "domainBackupMX") or "").lower() == "yes")
         default_quota = DEFAULT_QUOTA_MB
         for value in entry.get("accountSetting", []):
-            key, _, setting = value.decode("utf-8").partition(":")
+            key, dummy, setting = value.decode("utf-8").partition(":")
             if key == "defaultQuota":
                 try:
                     default_quota = int(setting)
@@ -188,9 +188,9 @@ class LDAPBackend(Backend):
             list(PROFILE_ATTRIBUTES.values())
         users = "ou=Users,%s" % self.domain_dn(domain)
         managed, alias_owner = {}, {}
-        for _, entry in self._search(users, ldap.SCOPE_ONELEVEL, "(&(objectClass=mailUser)(accountSetting=%s))"
-                                     % ldap.filter.escape_filter_chars(ANCHOR_RESOURCE + resource),
-                                     attrs, "reading the accounts of %s" % domain):
+        for dummy, entry in self._search(users, ldap.SCOPE_ONELEVEL, "(&(objectClass=mailUser)(accountSetting=%s))"
+                                         % ldap.filter.escape_filter_chars(ANCHOR_RESOURCE + resource),
+                                         attrs, "reading the accounts of %s" % domain):
             settings = self._settings(entry)
             guid = settings.get(ANCHOR_GUID)
             if guid is None:
@@ -210,10 +210,10 @@ class LDAPBackend(Backend):
             for alias in fields["aliases"]:
                 alias_owner[alias] = guid
         aliases = "ou=Aliases,%s" % self.domain_dn(domain)
-        for _, entry in self._search(aliases, ldap.SCOPE_ONELEVEL, "(&(objectClass=mailAlias)(accountSetting=%s))"
-                                     % ldap.filter.escape_filter_chars(ANCHOR_RESOURCE + resource),
-                                     ["mail", "accountStatus", "cn", "accessPolicy", "mailForwardingAddress",
-                                      "accountSetting"], "reading the aliases of %s" % domain):
+        for dummy, entry in self._search(aliases, ldap.SCOPE_ONELEVEL, "(&(objectClass=mailAlias)(accountSetting=%s))"
+                                         % ldap.filter.escape_filter_chars(ANCHOR_RESOURCE + resource),
+                                         ["mail", "accountStatus", "cn", "accessPolicy", "mailForwardingAddress",
+                                          "accountSetting"], "reading the aliases of %s" % domain):
             guid = self._settings(entry).get(ANCHOR_GUID)
             if guid is None:
                 continue
@@ -223,9 +223,9 @@ class LDAPBackend(Backend):
                       "members": sorted(v.decode("utf-8").lower() for v in entry.get("mailForwardingAddress", []))}
             managed[guid] = plans.ManagedAccount(guid, address, fields, kind=plans.GROUP)
         taken = set()
-        for _, entry in self._search(self.domain_dn(domain), ldap.SCOPE_SUBTREE,
-                                     "(|(mail=*)(shadowAddress=*))", ["mail", "shadowAddress"],
-                                     "reading the addresses of %s" % domain):
+        for dummy, entry in self._search(self.domain_dn(domain), ldap.SCOPE_SUBTREE,
+                                         "(|(mail=*)(shadowAddress=*))", ["mail", "shadowAddress"],
+                                         "reading the addresses of %s" % domain):
             for value in entry.get("mail", []) + entry.get("shadowAddress", []):
                 taken.add(value.decode("utf-8").lower())
         return plans.CurrentState(managed, taken, alias_owner)
@@ -418,7 +418,7 @@ class LDAPBackend(Backend):
     def _rewrite_references(self, old, new):
         for attr in REFERENCE_ATTRIBUTES:
             flt = "(%s=%s)" % (attr, ldap.filter.escape_filter_chars(old))
-            for dn, _ in self._search(self.base_dn, ldap.SCOPE_SUBTREE, flt, ["1.1"], "finding references"):
+            for dn, dummy in self._search(self.base_dn, ldap.SCOPE_SUBTREE, flt, ["1.1"], "finding references"):
                 mods = [(ldap.MOD_DELETE, attr, [_b(old)])]
                 if new is not None:
                     mods.insert(0, (ldap.MOD_ADD, attr, [_b(new)]))
@@ -432,7 +432,7 @@ class LDAPBackend(Backend):
         self._rewrite_references(change.address, None)
         dn = self.user_dn(change.address, domain.name)
         children = self._search(dn, ldap.SCOPE_SUBTREE, "(objectClass=*)", ["1.1"], "reading %s" % dn)
-        for child_dn, _ in sorted(children, key=lambda item: -len(item[0])):
+        for child_dn, dummy in sorted(children, key=lambda item: -len(item[0])):
             try:
                 self.conn.delete_s(child_dn)
             except ldap.NO_SUCH_OBJECT:

@@ -55,6 +55,11 @@ class MySQLBackend(SQLBackend):
     def quote(self, identifier):
         return "`%s`" % identifier.replace("`", "``")
 
+    def is_transient(self, exc):
+        # 1213 deadlock, 1205 lock wait timeout: InnoDB rolled back the transaction.
+        args = getattr(exc, "args", ())
+        return bool(args) and args[0] in (1205, 1213)
+
     def state_table_ddl(self):
         return [
             "CREATE TABLE IF NOT EXISTS %s ("

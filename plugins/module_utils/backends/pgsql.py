@@ -58,6 +58,10 @@ class PgSQLBackend(SQLBackend):
     def quote(self, identifier):
         return '"%s"' % identifier.replace('"', '""')
 
+    def is_transient(self, exc):
+        # deadlock_detected, serialization_failure
+        return getattr(exc, "pgcode", None) in ("40P01", "40001")
+
     def insert_many(self, cur, table, columns, rows):
         # psycopg2's executemany sends one statement per row.
         psycopg2.extras.execute_values(

@@ -26,7 +26,10 @@ from ansible_collections.mailsync.iredmail.plugins.module_utils.backends.base im
     require_hosted,
 )
 from ansible_collections.mailsync.iredmail.plugins.module_utils.cursor import Cursor
-from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import BackendError
+from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import (
+    BackendError,
+    TransientBackendError,
+)
 from ansible_collections.mailsync.iredmail.plugins.module_utils.model import (
     DEFAULT_QUOTA_MB,
     domain_of,
@@ -114,9 +117,14 @@ class SQLBackend(Backend):
         finally:
             cur.close()
 
+    def is_transient(self, exc):
+        """True for errors after which the whole transaction may simply be run again."""
+        return False
+
     def _fail(self, doing, exc):
         self._rollback()
-        return BackendError("%s %s failed: %s" % (self.engine, doing, self._describe_error(exc)))
+        error = TransientBackendError if self.is_transient(exc) else BackendError
+        return error("%s %s failed: %s" % (self.engine, doing, self._describe_error(exc)))
 
     def _rollback(self):
         try:
