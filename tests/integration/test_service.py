@@ -14,14 +14,15 @@ import time
 import jinja2
 import pytest
 
-from lab import ROOT, VENV_PYTHON
+from lab import ROOT, VENV_PYTHON, run_playbook
 
 from ansible_collections.mailsync.iredmail.plugins.module_utils import resource as resources
-from ansible_collections.mailsync.iredmail.plugins.module_utils.lock import ResourceLock
+from ansible_collections.mailsync.iredmail.plugins.module_utils.lock import DEFAULT_LOCK_DIR, ResourceLock
 from ansible_collections.mailsync.iredmail.plugins.module_utils.service import parse_metrics
 
 TEMPLATE = os.path.join(ROOT, "roles", "ad_replication", "templates", "mailsync-replicate.j2")
 LINE = re.compile(r"^mailsync resource=(?P<name>\S+) result=(?P<result>ok|failed)"
+                  r"(?: mode=(?P<mode>full|incremental))?"
                   r"(?: created=(?P<created>\d+) updated=(?P<updated>\d+) renamed=(?P<renamed>\d+)"
                   r" disabled=(?P<disabled>\d+) enabled=(?P<enabled>\d+) deleted=(?P<deleted>\d+)"
                   r" unchanged=(?P<unchanged>\d+) skipped=(?P<skipped>\d+))? duration=\d+\.\d\ds"
@@ -123,7 +124,8 @@ def test_service_replicates_prints_one_line_and_writes_report_and_metrics(
     proc = service.run(name)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     line = summary(proc)
-    assert (line["name"], line["result"], line["created"], line["skipped"]) == (name, "ok", "1", "1")
+    assert (line["name"], line["result"], line["mode"]) == (name, "ok", "full")
+    assert (line["created"], line["skipped"]) == ("1", "1")
     address = "svc.%s@%s" % (tag, domain)
     assert store.account(address)["active"] is True
 
@@ -136,7 +138,8 @@ def test_service_replicates_prints_one_line_and_writes_report_and_metrics(
     assert report["started"] <= report["ended"] and report["duration_seconds"] >= 0
     metrics = service.metrics(name)
     assert mode(service.metrics_path(name)) == 0o644
-    assert metrics["mailsync_last_run_success"] == 1
+    assert metrics["mailsync_last_run_success"] == 1 and metrics["mailsync_last_run_full"] == 1
+    assert report["mode"] == "full"
     assert metrics["mailsync_last_success_timestamp_seconds"] == metrics["mailsync_last_run_timestamp_seconds"]
     assert abs(metrics["mailsync_last_run_timestamp_seconds"] - time.time()) < 60
     assert metrics["changes_created"] == 1 and metrics["mailsync_objects_skipped"] == 1
@@ -148,10 +151,17 @@ def test_service_replicates_prints_one_line_and_writes_report_and_metrics(
     again = service.run(name)
     assert again.returncode == 0, again.stdout + again.stderr
     line = summary(again)
-    assert (line["created"], line["unchanged"]) == ("0", "1")
+    # Only what changed in AD since the first run is read: nothing.
+    assert (line["mode"], line["created"], line["updated"]) == ("incremental", "0", "0")
+    assert service.report(name)["mode"] == "incremental"
     metrics = service.metrics(name)
-    assert (metrics["mailsync_runs_total"], metrics["changes_created"], metrics["mailsync_accounts_unchanged"]) == \
-        (2, 0, 1)
+    assert (metrics["mailsync_runs_total"], metrics["changes_created"], metrics["mailsync_last_run_full"]) == (2, 0, 0)
+
+    full = service.run(name, "--full")
+    assert full.returncode == 0, full.stdout + full.stderr
+    line = summary(full)
+    assert (line["mode"], line["created"], line["unchanged"]) == ("full", "0", "1")
+    assert service.metrics(name)["mailsync_last_run_full"] == 1
     assert_no_secret(secrets, proc.stdout, proc.stderr, again.stdout, again.stderr,
                      json.dumps(report), service.metrics_text(name))
 
@@ -218,7 +228,7 @@ def test_a_run_refuses_while_another_holds_the_lock_or_waits_for_it(ad, ou, stor
         held.release()
     out, err = waiting.communicate(timeout=120)
     assert waiting.returncode == 0, out + err
-    assert " result=ok created=1 " in out
+    assert re.search(r" result=ok mode=\w+ created=1 ", out), out
     assert store.account(address) is not None
 
 
@@ -250,7 +260,32 @@ def test_check_prints_the_plan_and_writes_nothing(ad, ou, store, resource_args, 
     name = service.declare(resource_args)
     proc = service.run(name, "--check")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.startswith("mailsync resource=%s result=ok check=true created=1 " % name)
+    assert proc.stdout.startswith("mailsync resource=%s result=ok check=true mode=full created=1 " % name)
     assert len(proc.stdout.splitlines()) == 1
     assert store.account(address) is None
     assert not os.path.exists(service.report_dir) and not os.path.exists(service.metrics_dir)
+
+
+def test_ad_replicate_takes_the_same_lock(ad, ou, store, resource_args, tag, env, service):
+    address = "mod.%s@%s" % (tag, env["MAIL_DOMAIN"])
+    ad.make_user(ou, "Mod %s" % tag, upn=address)
+    name = service.declare(resource_args)
+    task = {"name": "replicate", "mailsync.iredmail.ad_replicate": {
+        "resource": name, "config_dir": service.config_dir, "lock_timeout": 1}}
+
+    held = ResourceLock(DEFAULT_LOCK_DIR, name).acquire()
+    try:
+        run = run_playbook([task])
+        assert run.returncode != 0
+        result = run.task("replicate")
+        assert "another replication of resource %s is running" % name in result["msg"]
+        assert "after waiting 1s" in result["msg"]
+        assert store.account(address) is None
+        # Check mode only reads: it takes no lock.
+        preview = run_playbook([task], check=True)
+        assert preview.returncode == 0 and preview.task("replicate")["summary"]["created"] == 1
+    finally:
+        held.release()
+    run = run_playbook([task])
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert store.account(address) is not None

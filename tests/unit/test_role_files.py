@@ -39,3 +39,4 @@ def test_argument_specs_document_every_default():
     for name, option in options.items():
         if "default" in option:
             assert option["default"] == defaults[name], name
+
