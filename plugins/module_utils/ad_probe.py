@@ -21,7 +21,7 @@ except ImportError:  # pragma: no cover - reported by the modules
     ldap3 = None
 
 from ansible_collections.mailsync.iredmail.plugins.module_utils import ad_connection
-from ansible_collections.mailsync.iredmail.plugins.module_utils.ad_reader import decode_guid
+from ansible_collections.mailsync.iredmail.plugins.module_utils.ad_reader import decode_guid, first_text
 from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import DirectoryError
 from ansible_collections.mailsync.iredmail.plugins.module_utils.model import UAC_ACCOUNTDISABLE
 
@@ -93,13 +93,7 @@ def _values(entry):
 
 
 def _text(raw, attribute):
-    values = raw.get((attribute or "").lower())
-    if not values:
-        return None
-    value = values[0]
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return value
+    return first_text(raw.get((attribute or "").lower()))
 
 
 def _guid(raw):

@@ -43,7 +43,8 @@ def decode_guid(raw):
     return str(uuid.UUID(bytes_le=bytes(raw)))
 
 
-def _text(values):
+def first_text(values):
+    """The first value of an attribute as text, or None."""
     if not values:
         return None
     value = values[0]
@@ -72,9 +73,9 @@ def read_users(conn, base_dn, user_filter, mail_attribute, extra_attributes=(), 
             guid_values = raw.get("objectguid")
             if not guid_values:
                 raise DirectoryError("entry %s has no objectGUID: is this an Active Directory?" % entry["dn"])
-            uac = _text(raw.get("useraccountcontrol"))
+            uac = first_text(raw.get("useraccountcontrol"))
             disabled = bool(int(uac) & UAC_ACCOUNTDISABLE) if uac else False
-            attributes = dict((wanted_lower[key], _text(raw.get(key)))
+            attributes = dict((wanted_lower[key], first_text(raw.get(key)))
                               for key in wanted_lower if key not in ("objectguid", "useraccountcontrol"))
             proxies = [_decode(v) for v in raw.get("proxyaddresses", [])] if proxy_addresses else ()
             read += 1
@@ -111,8 +112,8 @@ def read_dc_state(conn):
     try:
         conn.search("", "(objectClass=*)", ldap3.BASE, attributes=["highestCommittedUSN", "dsServiceName"])
         root = dict((k.lower(), v) for k, v in conn.response[0]["raw_attributes"].items())
-        server = _text(root.get("dsservicename"))
-        highest = int(_text(root.get("highestcommittedusn")))
+        server = first_text(root.get("dsservicename"))
+        highest = int(first_text(root.get("highestcommittedusn")))
         conn.search(server, "(objectClass=*)", ldap3.BASE, attributes=["invocationId"])
         raw = dict((k.lower(), v) for k, v in conn.response[0]["raw_attributes"].items())
         invocation = str(uuid.UUID(bytes_le=bytes(raw["invocationid"][0])))
@@ -225,7 +226,7 @@ def read_groups(conn, base_dn, group_filter, mail_attribute, page_size=PAGE_SIZE
         # it would abandon the paging cookie.
         for dn, raw, values, more in groups:
             result.append(DirectoryGroup(decode_guid(raw["objectguid"][0]), dn,
-                                         _text(raw.get(mail_attribute.lower())), _text(raw.get("cn")),
+                                         first_text(raw.get(mail_attribute.lower())), first_text(raw.get("cn")),
                                          read_members(conn, dn, values, more, step)))
     except Exception as exc:  # noqa: BLE001
         raise DirectoryError("reading the members of groups under %s failed: %s" % (base_dn, describe(exc)))
@@ -268,7 +269,7 @@ def read_outside(conn, dns, mail_attribute, step=None):
                 values, more = _range_values(raw, "member")
                 found[dn.lower()] = OutsideObject(dn, True, member_dns=read_members(conn, dn, values, more, step))
             else:
-                found[dn.lower()] = OutsideObject(dn, False, mail=_text(raw.get(mail_attribute.lower())))
+                found[dn.lower()] = OutsideObject(dn, False, mail=first_text(raw.get(mail_attribute.lower())))
     except Exception as exc:  # noqa: BLE001
         raise DirectoryError("reading group members failed: %s" % describe(exc))
     return found

@@ -97,18 +97,24 @@ def desired_accounts(users, target_domain, default_quota, attribute_map, quota_a
                               quota=quota, profile=profile, aliases=aliases)
         candidates.setdefault(address, []).append(account)
 
-    accounts = {}
-    for address, claimants in candidates.items():
-        if len(claimants) == 1:
-            accounts[claimants[0].guid] = claimants[0]
-            continue
-        others = ", ".join(sorted(account.dn for account in claimants))
-        for account in claimants:
-            skipped.append(Skip(account.dn, account.guid, address,
-                                "address claimed by %d AD objects: %s" % (len(claimants), others)))
+    accounts = _sole_claimants(candidates, skipped)
     _drop_contested_aliases(accounts, skipped)
     unread = set(present) - read if present is not None else ()
     return DesiredState(accounts, skipped, unread)
+
+
+def _sole_claimants(candidates, skipped):
+    """Objects by GUID whose address no other object claims; the others go to `skipped`."""
+    winners = {}
+    for address, claimants in candidates.items():
+        if len(claimants) == 1:
+            winners[claimants[0].guid] = claimants[0]
+            continue
+        others = ", ".join(sorted(obj.dn for obj in claimants))
+        for obj in claimants:
+            skipped.append(Skip(obj.dn, obj.guid, address,
+                                "address claimed by %d AD objects: %s" % (len(claimants), others)))
+    return winners
 
 
 def _drop_contested_aliases(accounts, skipped):
@@ -192,16 +198,7 @@ def desired_aliases(groups, outside, target_domain, access_policy, dn_to_guid):
         alias = MailAlias(group.guid, group.dn, address, group.name, access_policy,
                           flatten(group.dn.lower(), members_of))
         candidates.setdefault(address, []).append(alias)
-    aliases = {}
-    for address, claimants in candidates.items():
-        if len(claimants) == 1:
-            aliases[claimants[0].guid] = claimants[0]
-            continue
-        others = ", ".join(sorted(alias.dn for alias in claimants))
-        for alias in claimants:
-            skipped.append(Skip(alias.dn, alias.guid, address,
-                                "address claimed by %d AD objects: %s" % (len(claimants), others)))
-    return DesiredAliases(aliases, skipped, dn_to_guid, outside_mail)
+    return DesiredAliases(_sole_claimants(candidates, skipped), skipped, dn_to_guid, outside_mail)
 
 
 def unknown_members(groups, known_dns):
