@@ -18,6 +18,7 @@ import time
 from ansible_collections.mailsync.iredmail.plugins.module_utils import ad_connection, ad_reader
 from ansible_collections.mailsync.iredmail.plugins.module_utils.cursor import Cursor, settings_fingerprint
 from ansible_collections.mailsync.iredmail.plugins.module_utils.desired import (
+    DesiredState,
     desired_accounts,
     desired_aliases,
     unknown_members,
@@ -30,7 +31,7 @@ from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import (
 )
 
 TRANSIENT_ATTEMPTS = 3
-from ansible_collections.mailsync.iredmail.plugins.module_utils.plan import Plan, build_plan, check_safety
+from ansible_collections.mailsync.iredmail.plugins.module_utils.plan import USER, build_plan, check_safety
 
 
 def open_backend(backend_options):
@@ -155,25 +156,27 @@ def plan_replication(resource, backend, full=False):
     attribute_map = dict((f, a) for f, a in resource.attribute_map.items() if f in backend.profile_fields)
     attributes = list(attribute_map.values()) + ([resource.quota_attribute] if resource.quota_attribute else [])
     read = read_directory(resource, attributes, cursor, full, now)
-    if read.mode == "unchanged":
-        # The cursor stays as it is: nothing to write at all.
-        plan = Plan([], [], backend.managed_count(resource.name, resource.target_domain))
-        plan.mode = "incremental"
-        return plan, domain
-
-    default_quota = resource.default_quota if resource.default_quota is not None else domain.default_quota
-    desired = desired_accounts(read.users, resource.target_domain, default_quota, attribute_map,
-                               resource.quota_attribute, present=read.present,
-                               proxy_addresses=resource.proxy_addresses)
     current = backend.current_state(resource.name, resource.target_domain)
-    in_ad = read.present if read.present is not None else read.users
-    if not in_ad and current.managed:
-        # An empty answer is far likelier a wrong base DN, filter or right
-        # than every user leaving at once: never let it remove accounts.
-        raise DirectoryError(
-            "Active Directory returned no users under %s with filter %s while %d accounts are managed; "
-            "refusing to treat them all as removed (nothing was written)"
-            % (resource.base_dn, resource.user_filter, len(current.managed)))
+    if read.mode == "unchanged":
+        # AD is as the last run left it: every account still in AD stays as
+        # it is, and only decisions that depend on time (a deletion whose
+        # grace period has run out) remain to be made.
+        still_in_ad = [guid for guid, managed in current.managed.items()
+                       if managed.kind == USER and managed.removed_since is None]
+        desired = DesiredState({}, [], unread=still_in_ad)
+    else:
+        default_quota = resource.default_quota if resource.default_quota is not None else domain.default_quota
+        desired = desired_accounts(read.users, resource.target_domain, default_quota, attribute_map,
+                                   resource.quota_attribute, present=read.present,
+                                   proxy_addresses=resource.proxy_addresses)
+        in_ad = read.present if read.present is not None else read.users
+        if not in_ad and current.managed:
+            # An empty answer is far likelier a wrong base DN, filter or
+            # right than every user leaving at once: never remove accounts.
+            raise DirectoryError(
+                "Active Directory returned no users under %s with filter %s while %d accounts are managed; "
+                "refusing to treat them all as removed (nothing was written)"
+                % (resource.base_dn, resource.user_filter, len(current.managed)))
     groups = None
     if read.groups is not None:
         groups = desired_aliases(read.groups, read.outside, resource.target_domain, resource.access_policy,
@@ -182,6 +185,9 @@ def plan_replication(resource, backend, full=False):
                       delete_after_days=resource.delete_after_days, keep_old_address=resource.keep_old_address,
                       groups=groups)
     check_safety(plan, resource.max_deletes, len(current.managed))
+    if read.mode == "unchanged":
+        plan.mode = "incremental"  # the cursor stays as it is
+        return plan, domain
     plan.mode = read.mode
     last_full = now if read.mode == "full" else cursor.last_full
     plan.cursor = Cursor(read.dc.invocation_id, read.dc.highest_usn, last_full, fingerprint(resource))

@@ -55,10 +55,6 @@ class Backend(object):
         """The cursor.Cursor stored by the last run, or None."""
         raise NotImplementedError
 
-    def managed_count(self, resource, domain):
-        """How many objects `resource` manages in `domain`, cheaply."""
-        raise NotImplementedError
-
     def current_state(self, resource, domain):
         """A plan.CurrentState for the accounts `resource` manages in `domain`."""
         raise NotImplementedError

@@ -178,11 +178,6 @@ class LDAPBackend(Backend):
                 stored[field] = local_part(fields["address"])
         return stored
 
-    def managed_count(self, resource, domain):
-        return len(self._search(self.domain_dn(domain), ldap.SCOPE_SUBTREE, "(accountSetting=%s)"
-                                % ldap.filter.escape_filter_chars(ANCHOR_RESOURCE + resource), ["1.1"],
-                                "counting the managed accounts"))
-
     def current_state(self, resource, domain):
         attrs = ["mail", "accountStatus", "mailQuota", "accountSetting", "shadowAddress"] + \
             list(PROFILE_ATTRIBUTES.values())

@@ -196,14 +196,6 @@ class SQLBackend(Backend):
             raise self._fail("reading the replication cursor", exc)
         return Cursor.decode(rows[0][0]) if rows else None
 
-    def managed_count(self, resource, domain):
-        try:
-            rows = self._query("SELECT COUNT(*) FROM %s WHERE resource = %%s" % STATE_TABLE, (resource,))
-            self.conn.rollback()
-        except Exception as exc:  # noqa: BLE001
-            raise self._fail("counting the managed accounts", exc)
-        return int(rows[0][0])
-
     def current_state(self, resource, domain):
         fields = ["active", "quota"] + [PROFILE_COLUMNS[f] for f in self.profile_fields]
         columns = ", ".join("m.%s" % self.quote(c) for c in ["username"] + fields)
