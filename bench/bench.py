@@ -6,13 +6,15 @@ Started by bench/run (see BENCHMARKS.md). In one run, for each backend:
           replication reads, then a bulk write of the same rows or entries
           with the raw driver into a scratch domain (cleaned afterwards)
   (a)     full initial replication of a fresh resource
-  (b)     a run with no change in AD
+  (b)     a run with nothing changed under the base DN (one unrelated
+          object elsewhere in the domain changed: a live DC's USN moves)
   (c)     a run after 10 renames, 10 disables, 10 removals and 10 group
           membership changes in AD (made once, after every backend's (b))
 
 Each figure is one fresh child process (bench/child.py): its wall time and
 its peak RSS (ru_maxrss from wait4). The replication runs are the
-collection's real code, timed per stage from the outside.
+collection's real code, timed per stage from the outside. --rounds N
+repeats all of it N times and reports the median of each figure.
 """
 
 import argparse
@@ -222,15 +224,22 @@ class LDAPAdmin(object):
                 "bind_password": self.env["OPENLDAP_VMAILADMIN_PASSWORD"], "base_dn": self.base_dn}
 
     def _delete_many(self, dns):
-        """Delete entries, deepest first, with up to 64 requests in flight."""
-        ldap = self.ldap
-        pending = []
-        for dn in sorted(dns, key=lambda d: -d.count(",")):
-            pending.append(self.conn.delete(dn))
-            if len(pending) >= 64:
-                self._collect(pending.pop(0))
-        for msgid in pending:
-            self._collect(msgid)
+        """Delete entries, one depth at a time (children first), up to 64 requests in flight.
+
+        slapd runs requests concurrently: a parent may only be sent once
+        every child's deletion has been answered.
+        """
+        by_depth = {}
+        for dn in dns:
+            by_depth.setdefault(dn.count(","), []).append(dn)
+        for depth in sorted(by_depth, reverse=True):
+            pending = []
+            for dn in by_depth[depth]:
+                pending.append(self.conn.delete(dn))
+                if len(pending) >= 64:
+                    self._collect(pending.pop(0))
+            for msgid in pending:
+                self._collect(msgid)
         return len(dns)
 
     def _collect(self, msgid):
