@@ -181,7 +181,32 @@ class Dovecot(object):
         return dict(line.strip().split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
 
     def reload(self):
+        """Reload, and return only once the new auth process answers.
+
+        The master handles the reload after doveadm returns, and for a moment has no auth-client
+        socket: a login asked then fails for want of a socket, which would look like a refusal.
+        """
+        offset = os.path.getsize(self.log) if os.path.exists(self.log) else 0
         subprocess.run(["doveadm", "-c", self.conf, "reload"], check=True, capture_output=True, timeout=60)
+        deadline = time.time() + 15
+        while "SIGHUP received" not in self.log_since(offset):
+            assert time.time() < deadline, "dovecot did not reload: %s" % self.log_tail()
+            time.sleep(0.05)
+        while not self.auth_answers():
+            assert time.time() < deadline, "dovecot's auth service did not come back: %s" % self.log_tail()
+            time.sleep(0.05)
+
+    def auth_answers(self):
+        """Whether the auth service answers at all (the answer itself does not matter)."""
+        answer = self.auth("nobody-%d@invalid" % os.getpid(), "x")[1]
+        return "auth-client" not in answer and "connect(" not in answer
+
+    def log_since(self, offset):
+        if not os.path.exists(self.log):
+            return ""
+        with open(self.log, errors="replace") as handle:
+            handle.seek(offset)
+            return handle.read()
 
     def assert_login(self, user, password, expected, retry=False, **kwargs):
         """Assert doveadm's answer; with retry, allow a just reloaded Dovecot a few seconds."""
