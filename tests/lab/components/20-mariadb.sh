@@ -23,6 +23,10 @@ STDOUT_LOG=$MDB_DIR/mariadbd.stdout.log
 INITIALISED=$MDB_DIR/.initialised
 MDB_PIDFILE=$LAB_RUN_DIR/mariadbd.pid
 SCHEMA=$LAB_HOME/sql/iredmail-vmail-mysql.sql
+# iRedAdmin's own database: with iRedMail's OpenLDAP backend, deleted
+# mailboxes are scheduled there rather than in a `vmail` database.
+IREDADMIN_DATABASE=iredadmin
+IREDADMIN_SCHEMA=$LAB_HOME/sql/iredadmin-mysql.sql
 
 POSTFIX_DIR=$LAB_DIR/postfix/mysql
 
@@ -135,6 +139,22 @@ apply_sql() {
 
     mysql_root "$DATABASE" <"$SCHEMA" || lab_die "loading $SCHEMA failed"
     seed_sql | mysql_root "$DATABASE" || lab_die "seeding $DATABASE failed"
+}
+
+# The iredadmin database and its login. Applied on every 'lab up', not only
+# after a start, so a lab that was already running gains it too.
+apply_iredadmin_sql() {
+    local pw host
+    pw=$(lab_secret mysql_iredadmin_password)
+    {
+        echo "CREATE DATABASE IF NOT EXISTS \`$IREDADMIN_DATABASE\` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci;"
+        for host in localhost 127.0.0.1; do
+            echo "CREATE USER IF NOT EXISTS 'iredadmin'@'$host' IDENTIFIED BY '$pw';"
+            echo "ALTER USER 'iredadmin'@'$host' IDENTIFIED BY '$pw';"
+            echo "GRANT SELECT, INSERT, UPDATE, DELETE ON \`$IREDADMIN_DATABASE\`.* TO 'iredadmin'@'$host';"
+        done
+    } | mysql_root || lab_fail_with_logs "creating the $IREDADMIN_DATABASE database and login failed" "$ERROR_LOG"
+    mysql_root "$IREDADMIN_DATABASE" <"$IREDADMIN_SCHEMA" || lab_die "loading $IREDADMIN_SCHEMA failed"
 }
 
 # What the iRedMail installer leaves behind, for three kinds of domain, each
@@ -409,6 +429,9 @@ write_env() {
         "MYSQL_VMAILADMIN_PASSWORD=$(lab_secret mysql_vmailadmin_password)" \
         "MYSQL_VMAIL_USER=vmail" \
         "MYSQL_VMAIL_PASSWORD=$(lab_secret mysql_vmail_password)" \
+        "MYSQL_IREDADMIN_DATABASE=$IREDADMIN_DATABASE" \
+        "MYSQL_IREDADMIN_USER=iredadmin" \
+        "MYSQL_IREDADMIN_PASSWORD=$(lab_secret mysql_iredadmin_password)" \
         "POSTFIX_MYSQL_DIR=$POSTFIX_DIR" \
         "DOVECOT_MYSQL_CONF=$DOVECOT_CONF"
 }
@@ -438,6 +461,7 @@ cmd_up() {
     fi
     lab_port_listening "$MYSQL_PORT" ||
         lab_fail_with_logs "mariadbd (pid $(lab_pid_of "$MDB_PIDFILE")) runs but does not answer on $MYSQL_PORT" "$ERROR_LOG"
+    apply_iredadmin_sql
 
     if lab_pid_alive "$DOVECOT_PIDFILE" dovecot && ((DOVECOT_RESTART)); then
         lab_log "Dovecot configuration changed; restarting dovecot"
