@@ -39,13 +39,13 @@ class MySQLBackend(SQLBackend):
 
     @classmethod
     def connect(cls, host="127.0.0.1", port=None, login_user=None, login_password=None,
-                database="vmail", unix_socket=None, connect_timeout=10, **_ignored):
+                database="vmail", unix_socket=None, login_unix_socket=None, connect_timeout=10, **_ignored):
         if pymysql is None:
             raise BackendError("the Python library PyMySQL is required for the mysql backend")
         try:
             conn = pymysql.connect(
                 host=host, port=int(port or DEFAULT_PORT), user=login_user, password=login_password or "",
-                database=database, unix_socket=unix_socket or None, charset="utf8mb4",
+                database=database, unix_socket=unix_socket or login_unix_socket or None, charset="utf8mb4",
                 autocommit=False, connect_timeout=connect_timeout)
         except Exception as exc:  # noqa: BLE001
             raise BackendError("cannot connect to MySQL database %s at %s:%s as %s: %s"
