@@ -67,6 +67,20 @@ def backend_options():
         bind_password=dict(type="str", no_log=True),
         base_dn=dict(type="str"),
         connect_timeout=dict(type="int", default=10),
+        iredadmin=dict(type="dict", options=iredadmin_options()),
+    )
+
+
+def iredadmin_options():
+    """iRedAdmin's own SQL database: where an OpenLDAP server schedules deleted mailboxes."""
+    return dict(
+        type=dict(type="str", default="mysql", choices=["mysql", "pgsql"]),
+        host=dict(type="str", default="127.0.0.1"),
+        port=dict(type="int"),
+        login_user=dict(type="str", required=True),
+        login_password=dict(type="str", no_log=True),
+        login_unix_socket=dict(type="path"),
+        database=dict(type="str", default="iredadmin"),
     )
 
 
@@ -193,6 +207,15 @@ def _validate_backend(backend):
         missing = [k for k in ("server_uri", "bind_dn", "bind_password", "base_dn") if not backend.get(k)]
         if missing:
             raise ConfigError("the ldap backend needs backend.%s" % ", backend.".join(missing))
+    iredadmin = backend.get("iredadmin")
+    if iredadmin:
+        if kind != "ldap":
+            raise ConfigError("backend.iredadmin is for the ldap backend only: the %s backend schedules deleted "
+                              "mailboxes in its own database" % kind)
+        if iredadmin.get("type") not in ("mysql", "pgsql"):
+            raise ConfigError("backend.iredadmin.type must be mysql or pgsql")
+        if not iredadmin.get("login_user"):
+            raise ConfigError("backend.iredadmin.login_user is required")
 
 
 def with_defaults(options):
@@ -202,6 +225,10 @@ def with_defaults(options):
     if merged.get("backend") is not None:
         backend = _defaults(backend_options())
         backend.update(merged["backend"])
+        if backend.get("iredadmin") is not None:
+            iredadmin = _defaults(iredadmin_options())
+            iredadmin.update(backend["iredadmin"])
+            backend["iredadmin"] = iredadmin
         merged["backend"] = backend
     return merged
 

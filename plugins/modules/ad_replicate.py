@@ -155,6 +155,12 @@ def main():
     )
     if module._diff:
         result["diff"] = [change.as_diff() for change in plan.changes]
+    backend = resource.backend
+    deleted = sum(1 for c in plan.changes if c.kind == "delete" and c.object_type == "user")
+    if deleted and backend["type"] == "ldap" and not backend.get("iredadmin"):
+        module.warn("backend.iredadmin is not set: the maildirs of the %d OpenLDAP account(s) this run deletes "
+                    "are not scheduled in iRedAdmin's deleted_mailboxes and stay on disk until removed by hand"
+                    % deleted)
     module.exit_json(**result)
 
 

@@ -144,8 +144,9 @@ options:
       - What happens to an account whose AD object is deleted, moved out of O(base_dn) or no longer
         matches O(user_filter).
       - V(keep) leaves it as it is; V(disable) disables it; V(delete) disables it at once and deletes it
-        O(delete_after_days) later, as iRedAdmin deletes an account (on SQL backends the mailbox is
-        scheduled for removal in C(deleted_mailboxes)).
+        O(delete_after_days) later, as iRedAdmin deletes an account. The mailbox is scheduled for removal in
+        C(deleted_mailboxes) (on SQL backends in O(backend.database), on OpenLDAP in iRedAdmin's database and
+        only with O(backend.iredadmin)) and every row or entry that names the address is removed.
       - An object that comes back to AD during the grace period is enabled again and not deleted.
       - A failed or partial read of AD never counts as removal.
     type: str
@@ -161,7 +162,7 @@ options:
     description:
       - When an account is deleted, days iRedMail keeps its mailbox on disk before its
         C(delete_mailboxes.py) job removes it; V(0) keeps it until an administrator removes it
-        (SQL backends, through C(deleted_mailboxes)).
+        (through C(deleted_mailboxes), on SQL backends and on OpenLDAP with O(backend.iredadmin)).
     type: int
     default: 0
   proxy_addresses:
@@ -248,9 +249,51 @@ options:
         description: iRedMail's domains container (ldap backend), such as C(o=domains,dc=example,dc=com).
         type: str
       connect_timeout:
-        description: Seconds to wait for the account store to connect.
+        description: Seconds to wait for the account store (and O(backend.iredadmin)) to connect.
         type: int
         default: 10
+      iredadmin:
+        description:
+          - iRedAdmin's own SQL database (ldap backend only). On an iRedMail server with the OpenLDAP backend,
+            iRedAdmin and iRedMail's hourly C(delete_mailboxes.py) keep C(deleted_mailboxes) and C(used_quota)
+            there; iRedAdmin's C(settings.py) names it (C(iredadmin_db_*)).
+          - With it, deleting an account first records its mailbox (the entry's absolute C(homeDirectory), or
+            C(storageBaseDirectory)/C(mailMessageStore)) in C(deleted_mailboxes) with the date
+            O(keep_mailbox_days) sets, once even when a run is stopped and run again, and removes the
+            account's C(used_quota) row, as iRedAdmin does. The database is connected only by runs that delete.
+          - Without it, deleting an account on OpenLDAP removes the entry and its references but schedules no
+            mailbox. The maildir stays on disk until removed by hand, and M(mailsync.iredmail.ad_replicate)
+            warns on each run that deletes.
+          - The login needs SELECT, INSERT and DELETE on C(deleted_mailboxes), and DELETE on C(used_quota).
+        type: dict
+        suboptions:
+          type:
+            description: V(mysql) for MariaDB/MySQL (iRedMail's usual choice), V(pgsql) for PostgreSQL.
+            type: str
+            choices: [mysql, pgsql]
+            default: mysql
+          host:
+            description: Database host.
+            type: str
+            default: 127.0.0.1
+          port:
+            description: Database port; the engine's default when omitted.
+            type: int
+          login_user:
+            description: Database login, such as iRedMail's C(iredadmin).
+            type: str
+            required: true
+          login_password:
+            description:
+              - Password of O(backend.iredadmin.login_user). Stored in the root-only resource file, never shown.
+            type: str
+          login_unix_socket:
+            description: Unix socket of a local server, used instead of O(backend.iredadmin.host).
+            type: path
+          database:
+            description: Name of iRedAdmin's database.
+            type: str
+            default: iredadmin
 notes:
   - AD passwords are not replicated; replicated accounts get an unusable local password hash.
   - A renamed account keeps its mail home, so no mail moves or is lost.
@@ -318,6 +361,27 @@ EXAMPLES = r'''
 - name: Show the first users and groups the resource reads
   ansible.builtin.debug:
     var: corp.validation
+
+- name: OpenLDAP backend; deleted mailboxes are scheduled in iRedAdmin's database, as iRedAdmin does
+  mailsync.iredmail.ad_resource:
+    name: corp
+    target_domain: example.com
+    server_uri: [ldaps://dc1.corp.example.com]
+    bind_dn: CN=mailsync,CN=Users,DC=corp,DC=example,DC=com
+    bind_password: "{{ vault_mailsync_bind_password }}"
+    base_dn: OU=Staff,DC=corp,DC=example,DC=com
+    on_removed: delete
+    keep_mailbox_days: 30
+    backend:
+      type: ldap
+      server_uri: ldap://127.0.0.1:389
+      bind_dn: cn=vmailadmin,dc=example,dc=com
+      bind_password: "{{ vault_ldap_vmailadmin_password }}"
+      base_dn: o=domains,dc=example,dc=com
+      iredadmin:
+        type: mysql
+        login_user: iredadmin
+        login_password: "{{ vault_iredadmin_db_password }}"
 
 - name: Remove a resource (iRedMail accounts are kept)
   mailsync.iredmail.ad_resource:
@@ -387,6 +451,10 @@ def diff_view(options, other):
     for key in resources.SECRET_KEYS:
         if backend.get(key) is not None and backend.get(key) != other_backend.get(key):
             view["backend"][key] = resources.MASK + " (changed)"
+    iredadmin, other_iredadmin = backend.get("iredadmin") or {}, other_backend.get("iredadmin") or {}
+    if iredadmin.get("login_password") is not None and \
+            iredadmin.get("login_password") != other_iredadmin.get("login_password"):
+        view["backend"]["iredadmin"]["login_password"] = resources.MASK + " (changed)"
     return view
 
 

@@ -174,6 +174,10 @@ class SQLStore(object):
     def count_accounts(self):
         return self.query("SELECT COUNT(*) AS n FROM mailbox")[0]["n"]
 
+    def deleted_mailboxes(self, username):
+        return self.query("SELECT username, domain, maildir, admin, delete_date FROM deleted_mailboxes "
+                          "WHERE username = %s ORDER BY id", (username,))
+
     def close(self):
         self.conn.close()
 
@@ -228,12 +232,42 @@ class LDAPStore(object):
         self.postfix_dir = env["POSTFIX_LDAP_DIR"]
         self.dovecot_conf = env["DOVECOT_LDAP_CONF"]
 
-    def backend_options(self, schema=False):
-        return {"type": "ldap", "server_uri": self.env["OPENLDAP_URI"], "bind_dn": self.env["OPENLDAP_VMAILADMIN_DN"],
-                "bind_password": self.env["OPENLDAP_VMAILADMIN_PASSWORD"], "base_dn": self.base_dn}
+    def backend_options(self, schema=False, iredadmin=True):
+        """As an iRedMail OpenLDAP server is set up: iRedAdmin's database in the lab's MariaDB."""
+        options = {"type": "ldap", "server_uri": self.env["OPENLDAP_URI"],
+                   "bind_dn": self.env["OPENLDAP_VMAILADMIN_DN"],
+                   "bind_password": self.env["OPENLDAP_VMAILADMIN_PASSWORD"], "base_dn": self.base_dn}
+        if iredadmin:
+            options["iredadmin"] = self.iredadmin_options()
+        return options
+
+    def iredadmin_options(self):
+        env = self.env
+        return {"type": "mysql", "host": env["MYSQL_HOST"], "port": int(env["MYSQL_PORT"]),
+                "login_user": env["MYSQL_IREDADMIN_USER"], "login_password": env["MYSQL_IREDADMIN_PASSWORD"],
+                "database": env["MYSQL_IREDADMIN_DATABASE"]}
 
     def secrets(self):
-        return [self.env["OPENLDAP_VMAILADMIN_PASSWORD"], self.env["OPENLDAP_ROOT_PASSWORD"]]
+        return [self.env["OPENLDAP_VMAILADMIN_PASSWORD"], self.env["OPENLDAP_ROOT_PASSWORD"],
+                self.env["MYSQL_IREDADMIN_PASSWORD"]]
+
+    def iredadmin_query(self, sql, params=()):
+        """A query on iRedAdmin's database, as the MariaDB administrator."""
+        import pymysql
+        env = self.env
+        conn = pymysql.connect(host=env["MYSQL_HOST"], port=int(env["MYSQL_PORT"]), user=env["MYSQL_ROOT_USER"],
+                               password=env["MYSQL_ROOT_PASSWORD"], database=env["MYSQL_IREDADMIN_DATABASE"],
+                               autocommit=True, cursorclass=pymysql.cursors.DictCursor)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                return [dict(row) for row in cur.fetchall()]
+        finally:
+            conn.close()
+
+    def deleted_mailboxes(self, username):
+        return self.iredadmin_query("SELECT username, domain, maildir, admin, delete_date FROM deleted_mailboxes "
+                                    "WHERE username = %s ORDER BY id", (username,))
 
     def entry(self, address):
         found = self.conn.search_s(self.base_dn, self.ldap.SCOPE_SUBTREE,

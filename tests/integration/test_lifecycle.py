@@ -2,9 +2,12 @@
 
 import datetime
 
-from lab import doveadm_user, postmap, run_playbook
+import pytest
 
-from ansible_collections.mailsync.iredmail.plugins.module_utils import replicate, resource as resources
+from lab import STORES, doveadm_user, postmap, run_playbook
+
+from ansible_collections.mailsync.iredmail.plugins.module_utils import errors, replicate, resource as resources
+from ansible_collections.mailsync.iredmail.plugins.module_utils.backends import ldap as ldap_backend
 
 
 def replicate_now(args, check=False, diff=False):
@@ -129,6 +132,7 @@ def test_removed_users_follow_the_policy(ad, ou, store, resource_args, tag, env)
     elsewhere = ad.make_ou()
     try:
         replicate_now(dict(resource_args, on_removed="keep"))
+        home = store.account(gone)["home"]
         ad.conn.delete(gone_dn)
         ad.conn.modify_dn(moved_dn, moved_dn.split(",")[0], new_superior=elsewhere)
 
@@ -147,10 +151,13 @@ def test_removed_users_follow_the_policy(ad, ou, store, resource_args, tag, env)
         assert [m["address"] for m in store.managed(resource_args["name"])] == [keep]
         if store.kind != "ldap":
             assert store.forwardings(gone) == []
-            rows = store.query("SELECT username, maildir, delete_date FROM deleted_mailboxes WHERE username = %s",
-                               (gone,))
-            assert len(rows) == 1 and rows[0]["maildir"].startswith("/var/vmail/vmail1/%s/" % env["MAIL_DOMAIN"])
-            assert rows[0]["delete_date"] is None
+        # SQL: in vmail; OpenLDAP: in iRedAdmin's database (backend.iredadmin).
+        rows = store.deleted_mailboxes(gone)
+        assert len(rows) == 1, rows
+        assert rows[0]["maildir"].startswith("/var/vmail/vmail1/%s/" % env["MAIL_DOMAIN"])
+        assert rows[0]["maildir"].rstrip("/") == home, "the row must name the mailbox the account had"
+        assert (rows[0]["domain"], rows[0]["admin"], rows[0]["delete_date"]) == \
+            (env["MAIL_DOMAIN"], "mailsync:%s" % resource_args["name"], None)
     finally:
         ad.delete_tree(elsewhere)
 
@@ -236,3 +243,85 @@ def test_empty_directory_answer_never_removes_accounts(ad, ou, store, resource_a
         assert store.account(user)["active"] is True
     finally:
         ad.delete_tree(empty)
+
+
+# -- OpenLDAP: deleted mailboxes go to iRedAdmin's database ------------------
+
+@pytest.fixture(scope="module")
+def ldap_store(env):
+    directory = STORES["ldap"](env)
+    yield directory
+    directory.close()
+
+
+def ldap_args(env, ou, tag, config_dir, backend):
+    return {"name": "t-%s" % tag, "config_dir": config_dir, "target_domain": env["MAIL_DOMAIN"],
+            "server_uri": [env["AD_URI_LDAPS"]], "ca_cert": env["AD_CA_CERT"], "bind_dn": env["AD_BIND_DN"],
+            "bind_password": env["AD_BIND_PASSWORD"], "base_dn": ou, "backend": backend,
+            "on_removed": "delete", "delete_after_days": 0}
+
+
+def iredadmin_on(engine, env):
+    """backend.iredadmin options, the store that reads it, and its query and statement runners.
+
+    pgsql: iRedAdmin's tables are the same in the lab's PostgreSQL `vmail`
+    database, which stands in for an `iredadmin` database on PostgreSQL.
+    """
+    if engine == "mysql":
+        reader = STORES["ldap"](env)
+        return reader.iredadmin_options(), reader, reader.iredadmin_query, reader.iredadmin_query
+    reader = STORES["pgsql"](env)
+    return dict(reader.backend_options(), type="pgsql"), reader, reader.query, reader.execute
+
+
+@pytest.mark.parametrize("engine", ["mysql", "pgsql"])
+def test_ldap_delete_stopped_after_scheduling_adds_no_second_row(ad, ou, ldap_store, tag, env, config_dir,
+                                                                  monkeypatch, engine):
+    options, reader, query, execute = iredadmin_on(engine, env)
+    try:
+        backend = dict(ldap_store.backend_options(iredadmin=False), iredadmin=options)
+        args = dict(ldap_args(env, ou, tag, config_dir, backend), keep_mailbox_days=7)
+        user = address(tag, "rhea", env)
+        _, dn = ad.make_user(ou, "Rhea %s" % tag, upn=user)
+        ad.make_user(ou, "Stays %s" % tag, upn=address(tag, "stays", env))
+        replicate_direct(args)
+        home = ldap_store.account(user)["home"]
+        execute("INSERT INTO used_quota (username, bytes, messages) VALUES (%s, 1024, 1)", (user,))
+        ad.conn.delete(dn)
+
+        # The run stops right after the maildir is scheduled, before the entry goes.
+        def stopped(*args, **kwargs):
+            raise RuntimeError("stopped")
+        monkeypatch.setattr(ldap_backend.LDAPBackend, "_rewrite_references", stopped)
+        with pytest.raises(errors.BackendError):
+            replicate_direct(args)
+        assert ldap_store.account(user) is not None
+        monkeypatch.undo()
+
+        plan = replicate_direct(args)
+        assert [c.kind for c in plan.changes] == ["delete"]
+        assert ldap_store.account(user) is None
+        rows = query("SELECT username, domain, maildir, admin, delete_date FROM deleted_mailboxes "
+                     "WHERE username = %s", (user,))
+        assert len(rows) == 1, rows
+        assert rows[0]["maildir"] == home + "/"
+        assert rows[0]["delete_date"] == datetime.date.today() + datetime.timedelta(days=7)
+        assert query("SELECT username FROM used_quota WHERE username = %s", (user,)) == []
+    finally:
+        reader.close()
+
+
+def test_ldap_delete_without_the_iredadmin_database_still_deletes(ad, ou, ldap_store, tag, env, config_dir):
+    args = ldap_args(env, ou, tag, config_dir, ldap_store.backend_options(iredadmin=False))
+    user, stays = address(tag, "sol", env), address(tag, "stays", env)
+    _, dn = ad.make_user(ou, "Sol %s" % tag, upn=user)
+    ad.make_user(ou, "Stays %s" % tag, upn=stays)
+    replicate_now(args)
+    ad.conn.delete(dn)
+
+    result = replicate_now(args)
+    assert result["summary"]["deleted"] == 1, result
+    assert ldap_store.account(user) is None and ldap_store.account(stays) is not None
+    assert postmap(ldap_store, "virtual_mailbox_maps", user) is None
+    assert ldap_store.deleted_mailboxes(user) == []
+    assert any("backend.iredadmin is not set" in w for w in result.get("warnings", [])), result

@@ -48,6 +48,7 @@ def test_ad_resource_documents_what_its_argument_spec_accepts():
     spec.update(resource.resource_options())
     assert sorted(doc) == sorted(spec)
     assert sorted(doc["backend"]["suboptions"]) == sorted(resource.backend_options())
+    assert sorted(doc["backend"]["suboptions"]["iredadmin"]["suboptions"]) == sorted(resource.iredadmin_options())
     for key, option in resource.resource_options().items():
         assert doc[key].get("default") == option.get("default"), key
 
@@ -56,7 +57,8 @@ def test_every_secret_is_no_log():
     from ansible_collections.mailsync.iredmail.plugins.module_utils import resource
     secrets = [("bind_password", resource.resource_options()["bind_password"])]
     secrets += [(k, v) for k, v in resource.backend_options().items() if "password" in k]
-    assert len(secrets) == 4
+    secrets += [(k, v) for k, v in resource.iredadmin_options().items() if "password" in k]
+    assert len(secrets) == 5
     assert all(option.get("no_log") is True for _, option in secrets)
 
 

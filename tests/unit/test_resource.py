@@ -57,6 +57,37 @@ def test_masked_hides_every_secret():
     assert "s3cret" not in shown and "dbsecret" not in shown and resource.MASK in shown
 
 
+LDAP_BACKEND = {"type": "ldap", "server_uri": "ldap://127.0.0.1", "bind_dn": "cn=vmailadmin,dc=example,dc=com",
+                "bind_password": "ldapsecret", "base_dn": "o=domains,dc=example,dc=com"}
+
+
+def test_iredadmin_database_is_filled_with_defaults_and_masked():
+    stored = resource.with_defaults(dict(options(), backend=dict(
+        LDAP_BACKEND, iredadmin={"login_user": "iredadmin", "login_password": "admsecret"})))
+    result = resource.validate("corp", stored)
+    iredadmin = result["backend"]["iredadmin"]
+    assert (iredadmin["type"], iredadmin["host"], iredadmin["database"]) == ("mysql", "127.0.0.1", "iredadmin")
+    shown = json.dumps(resource.masked(result))
+    assert "admsecret" not in shown and "ldapsecret" not in shown
+
+
+def test_a_resource_file_without_iredadmin_keeps_it_unset():
+    result = resource.validate("corp", resource.with_defaults(dict(options(), backend=dict(LDAP_BACKEND))))
+    assert result["backend"]["iredadmin"] is None
+
+
+@pytest.mark.parametrize("backend, words", [
+    ({"type": "mysql", "login_user": "vmailadmin", "iredadmin": {"login_user": "iredadmin"}},
+     "backend.iredadmin is for the ldap backend only"),
+    (dict(LDAP_BACKEND, iredadmin={"login_password": "admsecret"}), "backend.iredadmin.login_user is required"),
+    (dict(LDAP_BACKEND, iredadmin={"type": "oracle", "login_user": "x"}), "must be mysql or pgsql"),
+])
+def test_invalid_iredadmin_database_gets_clear_errors(backend, words):
+    with pytest.raises(ConfigError) as err:
+        resource.validate("corp", resource.with_defaults(dict(options(), backend=backend)))
+    assert words in str(err.value) and "admsecret" not in str(err.value)
+
+
 def test_attribute_map_overrides_and_disables_fields():
     res = resource.Resource("corp", options(attribute_map={"employee_id": "employeeNumber", "mobile": ""}))
     mapping = res.attribute_map

@@ -7,6 +7,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
+
 from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import BackendError
 from ansible_collections.mailsync.iredmail.plugins.module_utils.model import DEFAULT_QUOTA_MB
 
@@ -32,6 +34,13 @@ def require_hosted(domain, found, active, backup_mx):
     if backup_mx:
         raise BackendError("target domain %s is a backup MX on this iRedMail server, "
                            "not a hosted domain (nothing was written)" % domain)
+
+
+def mailbox_delete_date(now, keep_mailbox_days):
+    """The `deleted_mailboxes.delete_date` iRedAdmin sets: None keeps the maildir until removed by hand."""
+    if not keep_mailbox_days:
+        return None
+    return (now + datetime.timedelta(days=keep_mailbox_days)).date()
 
 
 class Backend(object):

@@ -32,8 +32,10 @@ except ImportError:  # pragma: no cover - reported by the modules
 from ansible_collections.mailsync.iredmail.plugins.module_utils.backends.base import (
     Backend,
     DomainInfo,
+    mailbox_delete_date,
     require_hosted,
 )
+from ansible_collections.mailsync.iredmail.plugins.module_utils.backends.iredadmin import IRedAdminDatabase
 from ansible_collections.mailsync.iredmail.plugins.module_utils.cursor import Cursor
 from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import BackendError
 from ansible_collections.mailsync.iredmail.plugins.module_utils.model import (
@@ -91,13 +93,17 @@ class LDAPBackend(Backend):
     engine = "OpenLDAP"
     profile_fields = tuple(PROFILE_ATTRIBUTES)
 
-    def __init__(self, conn, base_dn):
+    def __init__(self, conn, base_dn, iredadmin=None, connect_timeout=10):
         self.conn = conn
         self.base_dn = base_dn
+        # backend.iredadmin options; connected only when a plan deletes a user.
+        self.iredadmin_options = iredadmin
+        self.iredadmin = None
+        self.connect_timeout = connect_timeout
 
     @classmethod
     def connect(cls, server_uri=None, bind_dn=None, bind_password=None, base_dn=None, connect_timeout=10,
-                **_ignored):
+                iredadmin=None, **_ignored):
         if ldap is None:
             raise BackendError("the Python library python-ldap is required for the ldap backend")
         try:
@@ -112,9 +118,11 @@ class LDAPBackend(Backend):
         except Exception as exc:  # noqa: BLE001
             raise BackendError("cannot bind to OpenLDAP at %s as %s: %s"
                                % (server_uri, bind_dn, describe_error(exc)))
-        return cls(conn, base_dn)
+        return cls(conn, base_dn, iredadmin, connect_timeout)
 
     def close(self):
+        if self.iredadmin is not None:
+            self.iredadmin.close()
         try:
             self.conn.unbind_s()
         except Exception:  # noqa: BLE001
@@ -239,6 +247,11 @@ class LDAPBackend(Backend):
     # -- writing ---------------------------------------------------------
     def apply(self, plan, resource, domain, settings):
         now = datetime.datetime.now()
+        deletes_users = any(c.kind == plans.DELETE and c.object_type != plans.GROUP for c in plan.changes)
+        if deletes_users and self.iredadmin_options and self.iredadmin is None:
+            # Before the first write: without iRedAdmin's database nothing of
+            # the plan is applied, rather than everything but the deletions.
+            self.iredadmin = IRedAdminDatabase.connect(self.iredadmin_options, self.connect_timeout)
         try:
             # Marks name the address the entry has before this run's renames.
             for mark in plan.marks:
@@ -249,7 +262,7 @@ class LDAPBackend(Backend):
                 elif change.kind == plans.CREATE:
                     self._create(change, resource, domain, settings, now)
                 elif change.kind == plans.DELETE:
-                    self._delete(change, domain)
+                    self._delete(change, resource, domain, settings.keep_mailbox_days, now)
                 else:
                     self._update(change, domain)
             # Last: until it is written, the next run reads the same AD
@@ -410,6 +423,16 @@ class LDAPBackend(Backend):
         if mods:
             self.conn.modify_s(dn, mods)
 
+    @staticmethod
+    def _maildir(entry):
+        """The absolute mail home as iRedAdmin records it: homeDirectory, else the pre-0.9.8 pair."""
+        home = _first(entry, "homeDirectory")
+        if home:
+            return home
+        parts = [(_first(entry, name) or "").strip("/") for name in ("storageBaseDirectory", "mailMessageStore")]
+        parts = [part for part in parts if part]
+        return "/%s/" % "/".join(parts) if parts else None
+
     def _rewrite_references(self, old, new):
         for attr in REFERENCE_ATTRIBUTES:
             flt = "(%s=%s)" % (attr, ldap.filter.escape_filter_chars(old))
@@ -422,10 +445,23 @@ class LDAPBackend(Backend):
                 except ldap.TYPE_OR_VALUE_EXISTS:
                     self.conn.modify_s(dn, [(ldap.MOD_DELETE, attr, [_b(old)])])
 
-    def _delete(self, change, domain):
-        """iRedAdmin's deletion: drop every reference, then the entry and its subtree."""
-        self._rewrite_references(change.address, None)
+    def _delete(self, change, resource, domain, keep_mailbox_days, now):
+        """iRedAdmin's deletion: schedule the maildir, drop every reference, then the entry and its subtree.
+
+        The maildir is scheduled first, while the entry still says where it
+        is; a run stopped after that finds the entry and schedules it again,
+        which IRedAdminDatabase makes a no-op.
+        """
         dn = self.user_dn(change.address, domain.name)
+        if self.iredadmin is not None:
+            entries = self._search(dn, ldap.SCOPE_BASE, "(objectClass=mailUser)",
+                                   ["homeDirectory", "storageBaseDirectory", "mailMessageStore"],
+                                   "reading %s" % dn)
+            maildir = self._maildir(entries[0][1]) if entries else None
+            if maildir:
+                self.iredadmin.schedule_removal(change.address, domain.name, maildir, "mailsync:%s" % resource,
+                                                mailbox_delete_date(now, keep_mailbox_days))
+        self._rewrite_references(change.address, None)
         children = self._search(dn, ldap.SCOPE_SUBTREE, "(objectClass=*)", ["1.1"], "reading %s" % dn)
         for child_dn, dummy in sorted(children, key=lambda item: -len(item[0])):
             try:

@@ -23,6 +23,7 @@ import datetime
 from ansible_collections.mailsync.iredmail.plugins.module_utils.backends.base import (
     Backend,
     DomainInfo,
+    mailbox_delete_date,
     require_hosted,
 )
 from ansible_collections.mailsync.iredmail.plugins.module_utils.cursor import Cursor
@@ -393,9 +394,7 @@ class SQLBackend(Backend):
         iRedMail's hourly delete_mailboxes.py removes the maildir on its
         delete_date; no date keeps it until an administrator decides.
         """
-        delete_date = None
-        if keep_mailbox_days:
-            delete_date = (now + datetime.timedelta(days=keep_mailbox_days)).date()
+        delete_date = mailbox_delete_date(now, keep_mailbox_days)
         address = change.address
         rows = self._query_cur(cur, "SELECT storagebasedirectory, storagenode, maildir, domain "
                                     "FROM mailbox WHERE username = %s", (address,))
