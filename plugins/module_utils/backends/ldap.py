@@ -25,6 +25,7 @@ try:
     import ldap.dn
     import ldap.filter
     import ldap.modlist
+    from ldap.controls import SimplePagedResultsControl
 except ImportError:  # pragma: no cover - reported by the modules
     ldap = None
     PYTHON_LDAP_IMPORT_ERROR = traceback.format_exc()
@@ -63,6 +64,12 @@ ANCHOR_RESOURCE = "mailsyncResource:"
 ANCHOR_GUID = "mailsyncGUID:"
 REMOVED_SINCE = "mailsyncRemovedSince:"
 KEPT_ADDRESS = "mailsyncKeptAddress:"
+KEPT_ADDRESS_BYTES = KEPT_ADDRESS.encode("utf-8")
+# Shared by every account with no kept address; ManagedAccount keeps a
+# frozenset it is given as it is, instead of 216 bytes of its own.
+NO_KEPT = frozenset()
+# Entries per page of the searches that read a whole domain.
+PAGE_SIZE = 1000
 # On the domain entry, one value per resource: mailsyncCursor:<resource>=<cursor>
 CURSOR_SETTING = "mailsyncCursor:"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
@@ -186,52 +193,94 @@ class LDAPBackend(Backend):
                 stored[field] = local_part(fields["address"])
         return stored
 
+    def _paged(self, base, scope, filterstr, attrs, doing):
+        """Yield (dn, entry) of a search one page at a time, never holding the whole answer.
+
+        A domain's accounts run to tens of thousands: search_s would hold
+        every entry with every attribute asked at once, for the moment
+        before each is reduced to the few values the plan needs.
+        """
+        control = SimplePagedResultsControl(True, size=PAGE_SIZE, cookie=b"")
+        while True:
+            try:
+                msgid = self.conn.search_ext(base, scope, filterstr, attrs, serverctrls=[control])
+                dummy, page, dummy, controls = self.conn.result3(msgid)
+            except ldap.NO_SUCH_OBJECT:
+                return
+            except Exception as exc:  # noqa: BLE001
+                raise BackendError("OpenLDAP %s failed: %s" % (doing, describe_error(exc)))
+            for dn, entry in page:
+                # Search references come as (None, [urls]); the store holds none of ours.
+                if dn is not None:
+                    yield dn, entry
+            page = None
+            cookie = b""
+            for answer in controls or ():
+                if answer.controlType == SimplePagedResultsControl.controlType:
+                    cookie = answer.cookie
+            if not cookie:
+                return
+            control.cookie = cookie
+
     def current_state(self, resource, domain):
+        anchor = ldap.filter.escape_filter_chars(ANCHOR_RESOURCE + resource)
+        managed, alias_owner, taken = {}, {}, set()
+        # One str per address, shared by the account, its fields and `taken`.
+        seen = {}
+
+        def address_of(value):
+            text = value.decode("utf-8").lower()
+            return seen.setdefault(text, text)
+
+        users = "ou=Users,%s" % self.domain_dn(domain)
         attrs = ["mail", "accountStatus", "mailQuota", "accountSetting", "shadowAddress"] + \
             list(PROFILE_ATTRIBUTES.values())
-        users = "ou=Users,%s" % self.domain_dn(domain)
-        managed, alias_owner = {}, {}
-        for dummy, entry in self._search(users, ldap.SCOPE_ONELEVEL, "(&(objectClass=mailUser)(accountSetting=%s))"
-                                         % ldap.filter.escape_filter_chars(ANCHOR_RESOURCE + resource),
-                                         attrs, "reading the accounts of %s" % domain):
-            settings = self._settings(entry)
-            guid = settings.get(ANCHOR_GUID)
-            if guid is None:
+        for dummy, entry in self._paged(users, ldap.SCOPE_ONELEVEL, "(&(objectClass=mailUser)(accountSetting=%s))"
+                                        % anchor, attrs, "reading the accounts of %s" % domain):
+            account = self._managed_user(entry, address_of)
+            if account is None:
                 continue
-            removed_since = None
-            if settings.get(REMOVED_SINCE):
-                removed_since = datetime.datetime.strptime(settings[REMOVED_SINCE], TIME_FORMAT)
-            address = _first(entry, "mail").lower()
-            quota = int(_first(entry, "mailQuota") or 0) // MB
-            fields = {"address": address, "active": _first(entry, "accountStatus") == "active", "quota": quota}
-            for field, attr in PROFILE_ATTRIBUTES.items():
-                fields[field] = _first(entry, attr) or ""
-            fields["aliases"] = sorted(v.decode("utf-8").lower() for v in entry.get("shadowAddress", []))
-            kept = [v.decode("utf-8")[len(KEPT_ADDRESS):] for v in entry.get("accountSetting", [])
-                    if v.decode("utf-8").startswith(KEPT_ADDRESS)]
-            managed[guid] = plans.ManagedAccount(guid, address, fields, removed_since, kept=kept)
-            for alias in fields["aliases"]:
-                alias_owner[alias] = guid
+            managed[account.guid] = account
+            for alias in account.fields["aliases"]:
+                alias_owner[alias] = account.guid
         aliases = "ou=Aliases,%s" % self.domain_dn(domain)
-        for dummy, entry in self._search(aliases, ldap.SCOPE_ONELEVEL, "(&(objectClass=mailAlias)(accountSetting=%s))"
-                                         % ldap.filter.escape_filter_chars(ANCHOR_RESOURCE + resource),
-                                         ["mail", "accountStatus", "cn", "accessPolicy", "mailForwardingAddress",
-                                          "accountSetting"], "reading the aliases of %s" % domain):
+        for dummy, entry in self._paged(aliases, ldap.SCOPE_ONELEVEL, "(&(objectClass=mailAlias)(accountSetting=%s))"
+                                        % anchor, ["mail", "accountStatus", "cn", "accessPolicy",
+                                                   "mailForwardingAddress", "accountSetting"],
+                                        "reading the aliases of %s" % domain):
             guid = self._settings(entry).get(ANCHOR_GUID)
             if guid is None:
                 continue
-            address = _first(entry, "mail").lower()
+            address = address_of(entry["mail"][0])
             fields = {"address": address, "active": _first(entry, "accountStatus") == "active",
                       "name": _first(entry, "cn") or "", "access_policy": _first(entry, "accessPolicy") or "public",
                       "members": sorted(v.decode("utf-8").lower() for v in entry.get("mailForwardingAddress", []))}
             managed[guid] = plans.ManagedAccount(guid, address, fields, kind=plans.GROUP)
-        taken = set()
-        for dummy, entry in self._search(self.domain_dn(domain), ldap.SCOPE_SUBTREE,
-                                         "(|(mail=*)(shadowAddress=*))", ["mail", "shadowAddress"],
-                                         "reading the addresses of %s" % domain):
+        for dummy, entry in self._paged(self.domain_dn(domain), ldap.SCOPE_SUBTREE, "(|(mail=*)(shadowAddress=*))",
+                                        ["mail", "shadowAddress"], "reading the addresses of %s" % domain):
             for value in entry.get("mail", []) + entry.get("shadowAddress", []):
-                taken.add(value.decode("utf-8").lower())
+                taken.add(address_of(value))
         return plans.CurrentState(managed, taken, alias_owner)
+
+    @staticmethod
+    def _managed_user(entry, address_of):
+        """The ManagedAccount of one user entry, or None without our GUID."""
+        settings = LDAPBackend._settings(entry)
+        guid = settings.get(ANCHOR_GUID)
+        if guid is None:
+            return None
+        removed_since = None
+        if settings.get(REMOVED_SINCE):
+            removed_since = datetime.datetime.strptime(settings[REMOVED_SINCE], TIME_FORMAT)
+        address = address_of(entry["mail"][0])
+        fields = {"address": address, "active": _first(entry, "accountStatus") == "active",
+                  "quota": int(_first(entry, "mailQuota") or 0) // MB}
+        for field, attr in PROFILE_ATTRIBUTES.items():
+            fields[field] = _first(entry, attr) or ""
+        fields["aliases"] = sorted(address_of(v) for v in entry.get("shadowAddress", []))
+        kept = [v.decode("utf-8")[len(KEPT_ADDRESS):] for v in entry.get("accountSetting", [])
+                if v.startswith(KEPT_ADDRESS_BYTES)]
+        return plans.ManagedAccount(guid, address, fields, removed_since, kept=kept or NO_KEPT)
 
     @staticmethod
     def _settings(entry):
