@@ -398,7 +398,30 @@ def apply_order(changes):
     """The order writers apply changes in: deletions and renames free
     addresses that later changes may take."""
     rank = {DELETE: 0, RENAME: 1}
-    return sorted(changes, key=lambda change: rank.get(change.kind, 2))
+    ordered = sorted(changes, key=lambda change: rank.get(change.kind, 2))
+    renames = [change for change in ordered if change.kind == RENAME]
+    # A rename may take the address another rename of the same run frees
+    # (A -> new, B -> A's old address). Applied the other way round, the
+    # SQL transaction hits the unique keys and OpenLDAP the existing DN,
+    # and every later run fails the same way: the freeing rename goes first.
+    freeing = dict((change.address, change) for change in renames)
+    placed, visiting, chained = set(), set(), []
+
+    def place(change):
+        if id(change) in placed or id(change) in visiting:
+            return  # a cycle of renames has no order that frees an address first
+        visiting.add(id(change))
+        blocker = freeing.get(change.after["address"])
+        if blocker is not None and blocker is not change:
+            place(blocker)
+        visiting.discard(id(change))
+        placed.add(id(change))
+        chained.append(change)
+
+    for change in renames:
+        place(change)
+    return [change for change in ordered if change.kind == DELETE] + chained + \
+        [change for change in ordered if change.kind not in (DELETE, RENAME)]
 
 
 def parse_max_deletes(value):
