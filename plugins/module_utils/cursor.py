@@ -22,15 +22,19 @@ class Cursor(object):
     and re-applies what it had not finished.
     """
 
-    __slots__ = ("invocation_id", "usn", "last_full", "settings")
+    __slots__ = ("invocation_id", "usn", "last_full", "settings", "tombstones")
 
-    def __init__(self, invocation_id, usn, last_full, settings):
+    def __init__(self, invocation_id, usn, last_full, settings, tombstones=False):
         self.invocation_id = invocation_id
         self.usn = int(usn)
         self.last_full = last_full
         # fingerprint of the resource options that decide what is read and
         # written: changing one makes unchanged AD objects matter again
         self.settings = settings
+        # whether the bind account saw deleted objects at the last full
+        # run: incremental runs then find removals among the changes
+        # instead of scanning every user
+        self.tombstones = bool(tombstones)
 
     def __eq__(self, other):
         return isinstance(other, Cursor) and self.encode() == other.encode()
@@ -39,13 +43,20 @@ class Cursor(object):
         return not self == other
 
     def encode(self):
-        return "%s;%d;%s;%s" % (self.invocation_id, self.usn, self.last_full.strftime(TIME_FORMAT), self.settings)
+        return "%s;%d;%s;%s;%s" % (self.invocation_id, self.usn, self.last_full.strftime(TIME_FORMAT),
+                                   self.settings, "t" if self.tombstones else "s")
 
     @classmethod
     def decode(cls, text):
         try:
-            invocation_id, usn, last_full, settings = text.split(";")
-            return cls(invocation_id, int(usn), datetime.datetime.strptime(last_full, TIME_FORMAT), settings)
+            fields = text.split(";")
+            # cursors written before the removal mode existed have 4 fields
+            invocation_id, usn, last_full, settings = fields[:4]
+            if len(fields) > 5:
+                raise ValueError(text)
+            tombstones = len(fields) == 5 and fields[4] == "t"
+            return cls(invocation_id, int(usn), datetime.datetime.strptime(last_full, TIME_FORMAT), settings,
+                       tombstones)
         except (ValueError, AttributeError):
             return None  # unreadable: the next run is a full one
 

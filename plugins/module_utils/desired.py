@@ -47,13 +47,14 @@ class DesiredState(object):
         self.unread = frozenset(unread)
 
 
-def desired_accounts(users, target_domain, default_quota, attribute_map, quota_attribute=None, present=None,
+def desired_accounts(users, target_domain, default_quota, attribute_map, quota_attribute=None, unread=(),
                      proxy_addresses=False):
     """Map each AD user to the MailAccount it should be, or to a Skip.
 
     `attribute_map` maps model profile fields to AD attributes; fields
-    absent from it are not managed. `present`, when the users are only the
-    changed ones, is every GUID that still matches the filter. With
+    absent from it are not managed. `unread`, when the users are only the
+    changed ones, holds the GUIDs still selected by the filter that this
+    run did not read (see DesiredState). With
     `proxy_addresses`, `smtp:` values under the target domain become the
     account's extra addresses; one claimed by two objects is written for
     neither (an alias never displaces another user's primary address). An address claimed by two objects is
@@ -99,8 +100,7 @@ def desired_accounts(users, target_domain, default_quota, attribute_map, quota_a
 
     accounts = _sole_claimants(candidates, skipped)
     _drop_contested_aliases(accounts, skipped)
-    unread = set(present) - read if present is not None else ()
-    return DesiredState(accounts, skipped, unread)
+    return DesiredState(accounts, skipped, set(unread) - read)
 
 
 def _sole_claimants(candidates, skipped):

@@ -156,6 +156,9 @@ class Plan(object):
         # store once the plan is written
         self.mode = "full"
         self.cursor = None
+        # incremental runs: how users removed from AD were found,
+        # "tombstones" or "scan"
+        self.removals = None
 
     def of_kind(self, kind):
         return [change for change in self.changes if change.kind == kind]

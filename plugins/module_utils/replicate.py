@@ -18,7 +18,6 @@ import time
 from ansible_collections.mailsync.iredmail.plugins.module_utils import ad_connection, ad_reader
 from ansible_collections.mailsync.iredmail.plugins.module_utils.cursor import Cursor, settings_fingerprint
 from ansible_collections.mailsync.iredmail.plugins.module_utils.desired import (
-    DesiredState,
     desired_accounts,
     desired_aliases,
     unknown_members,
@@ -30,8 +29,9 @@ from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import (
     TransientBackendError,
 )
 
-TRANSIENT_ATTEMPTS = 3
 from ansible_collections.mailsync.iredmail.plugins.module_utils.plan import USER, build_plan, check_safety
+
+TRANSIENT_ATTEMPTS = 3
 
 
 def open_backend(backend_options):
@@ -58,23 +58,52 @@ def open_directory(resource):
 
 
 class DirectoryRead(object):
-    """What one run read from AD."""
+    """What one run read from AD, and how it knows which users are still there.
 
-    def __init__(self, users, present, dc, mode):
+    - full: `users` is every selected user;
+    - incremental: `users` holds the changed ones; the others still in AD
+      (`unread`) come from the deleted objects and moves among the changes
+      (`removals` "tombstones") or from a GUID scan of the scope ("scan");
+    - unchanged: nothing was written to the DC since the last run.
+    """
+
+    def __init__(self, users, dc, mode, unread=(), removals=None, present=None):
         self.users = users
-        # every GUID matching the filter (to its DN), when `users` holds
-        # changed objects only
-        self.present = present
         self.dc = dc
         self.mode = mode
+        self.unread = frozenset(unread)
+        self.removals = removals
+        # scan mode: every selected user's GUID -> DN
+        self.present = present
         # groups (None when not replicated) and members found outside the scope
         self.groups = None
         self.outside = {}
+        # whether the bind account can see deleted objects (kept in the cursor)
+        self.tombstones = False
+        # False when the changes show that no alias can differ from what the
+        # last run wrote: no group, user or contact changed anywhere
+        self.groups_may_differ = mode != "unchanged"
+
+    def in_scope(self):
+        """GUIDs of every user the filter selects, read or not."""
+        return self.unread | set(user.guid for user in self.users)
 
     def dn_to_guid(self):
+        """Lower-cased DN -> GUID of every selected user a group may name.
+
+        Members come with their GUIDs (extended DNs), so users this run did
+        not read resolve as well as those it did.
+        """
+        in_scope = self.in_scope()
+        mapping = {}
+        for holder in list(self.groups or ()) + [obj for obj in self.outside.values() if obj.is_group]:
+            for dn, guid in holder.member_guids.items():
+                if guid in in_scope:
+                    mapping[dn] = guid
         if self.present is not None:
-            return dict((dn.lower(), guid) for guid, dn in self.present.items())
-        return dict((user.dn.lower(), user.guid) for user in self.users)
+            mapping.update((dn.lower(), guid) for guid, dn in self.present.items())
+        mapping.update((user.dn.lower(), user.guid) for user in self.users)
+        return mapping
 
 
 # Options that decide which AD objects become which accounts: when one of
@@ -83,14 +112,19 @@ READ_SETTINGS = ("target_domain", "base_dn", "user_filter", "user_mail_attribute
                  "quota_attribute", "default_quota", "on_removed", "delete_after_days", "replicate_groups",
                  "proxy_addresses", "access_policy", "group_filter", "group_mail_attribute")
 
+# Up to this many changed objects in the scope are read one by one (a
+# base search each); more, and one filtered search of the scope is cheaper.
+LOOKUP_LIMIT = 300
 
-def read_directory(resource, attributes, cursor, full, now):
+
+def read_directory(resource, attributes, cursor, full, now, managed_users=()):
     """The users the resource selects: all of them, or only those changed since `cursor`.
 
     A full read happens on the first run, when asked, when another DC (or
     a restored one) answers, and at least every full_sync_interval hours,
     which also retries objects skipped earlier and repairs accounts changed
-    by hand in iRedMail.
+    by hand in iRedMail. `managed_users` are the GUIDs of the accounts
+    replication keeps for users it last saw in AD.
     """
     conn = open_directory(resource)
     try:
@@ -103,21 +137,25 @@ def read_directory(resource, attributes, cursor, full, now):
         if incremental and dc.highest_usn == cursor.usn:
             # Nothing at all was written to this DC since the last run:
             # no user, group or membership can have changed.
-            return DirectoryRead([], None, dc, "unchanged")
-        if incremental:
-            users = list(ad_reader.read_users(conn, resource.base_dn,
-                                              ad_reader.changed_since(resource.user_filter, cursor.usn),
-                                              resource.user_mail_attribute, attributes,
-                                              proxy_addresses=resource.proxy_addresses))
-            present = ad_reader.read_guids(conn, resource.base_dn, resource.user_filter)
+            read = DirectoryRead([], dc, "unchanged", unread=managed_users)
+            read.tombstones = cursor.tombstones
+            return read
+        if not incremental:
+            read = DirectoryRead(list(read_selected_users(conn, resource, resource.user_filter, attributes)),
+                                 dc, "full")
+            read.tombstones = can_use_tombstones(resource, dc) and ad_reader.tombstones_visible(
+                conn, dc.naming_context)
+        elif cursor.tombstones and can_use_tombstones(resource, dc):
+            read = read_changed_users(conn, resource, attributes, cursor, dc, managed_users)
+            read.tombstones = True
         else:
-            users = list(ad_reader.read_users(conn, resource.base_dn, resource.user_filter,
-                                              resource.user_mail_attribute, attributes,
-                                              proxy_addresses=resource.proxy_addresses))
-            present = None
-        read = DirectoryRead(users, present, dc, "incremental" if incremental else "full")
-        if resource.replicate_groups:
-            # Groups are read whole on every run: a membership change deep
+            users = list(read_selected_users(conn, resource, ad_reader.changed_since(resource.user_filter,
+                                                                                     cursor.usn), attributes))
+            present = ad_reader.read_guids(conn, resource.base_dn, resource.user_filter)
+            read = DirectoryRead(users, dc, "incremental", unread=present, removals="scan", present=present)
+            read.tombstones = False
+        if resource.replicate_groups and read.groups_may_differ:
+            # Groups are read whole when read at all: a membership change deep
             # in a nested group changes no USN on the groups that contain it.
             read.groups = ad_reader.read_groups(conn, resource.base_dn, resource.group_filter,
                                                 resource.group_mail_attribute)
@@ -127,8 +165,75 @@ def read_directory(resource, attributes, cursor, full, now):
     return read
 
 
+def read_selected_users(conn, resource, user_filter, attributes, subtree=None):
+    """The selected users under the base DN, or under `subtree` of it (which may be gone by now)."""
+    return ad_reader.read_users(conn, subtree or resource.base_dn, user_filter, resource.user_mail_attribute,
+                                attributes, proxy_addresses=resource.proxy_addresses,
+                                missing_ok=subtree is not None)
+
+
+def can_use_tombstones(resource, dc):
+    """Whether removals can be found among the changes at all.
+
+    A filter on memberOf selects users by group membership, a back link:
+    joining or leaving a group changes no USN on the user, so only a scan
+    sees a user the filter stopped selecting.
+    """
+    return (dc.naming_context is not None and ad_reader.is_under(resource.base_dn, dc.naming_context)
+            and "memberof" not in resource.user_filter.lower())
+
+
+def read_changed_users(conn, resource, attributes, cursor, dc, managed_users):
+    """An incremental read that finds removals among the changes, not by scanning every user.
+
+    Every object changed since the cursor, tombstones included, is listed
+    once across the domain. A changed object the filter no longer selects
+    under the base DN (deleted, moved out, or changed) has left the scope;
+    one it selects is read whole.
+    """
+    changes = ad_reader.read_changes(conn, dc.naming_context, cursor.usn)
+    base = resource.base_dn
+    # An OU or container renamed or moved carries its objects along without
+    # changing their USNs: one now below the base DN may have brought users
+    # in, one elsewhere may have taken users out. Those subtrees are read
+    # whole. The base DN itself and what is above it are left out: moving
+    # those makes the base DN vanish, which fails the run.
+    containers = [change for change in changes if not change.deleted and change.is_container()
+                  and not ad_reader.is_under(base, change.dn)]
+    inside = [change for change in containers if ad_reader.is_under(change.dn, base)]
+    inside = [change for change in inside
+              if not any(other is not change and ad_reader.is_under(change.dn, other.dn) for other in inside)]
+    in_base = [change for change in changes if not change.deleted and not change.is_container()
+               and ad_reader.is_under(change.dn, base)
+               and not any(ad_reader.is_under(change.dn, container.dn) for container in inside)]
+    if len(in_base) > LOOKUP_LIMIT:
+        users = list(read_selected_users(conn, resource, ad_reader.changed_since(resource.user_filter, cursor.usn),
+                                         attributes))
+    else:
+        users = [user for user in (
+            ad_reader.read_user(conn, change.dn, resource.user_filter, resource.user_mail_attribute, attributes,
+                                proxy_addresses=resource.proxy_addresses) for change in in_base) if user is not None]
+    for container in inside:
+        users.extend(read_selected_users(conn, resource, resource.user_filter, attributes, subtree=container.dn))
+    left = set(change.guid for change in changes)
+    for container in containers:
+        if not ad_reader.is_under(container.dn, base):
+            # deleted since the change search: its users come as tombstones
+            left.update(ad_reader.read_guids(conn, container.dn, "(objectClass=user)", missing_ok=True))
+    users = list(dict((user.guid, user) for user in users).values())
+    gone = left - set(user.guid for user in users)
+    read = DirectoryRead(users, dc, "incremental", unread=set(managed_users) - gone, removals="tombstones")
+    # Without a changed group, user or contact (deleted ones included) or
+    # users carried in or out by a container, every alias holds what the
+    # last run wrote.
+    managed = set(managed_users)
+    read.groups_may_differ = (bool(inside) or bool(gone & managed)
+                              or any(change.deleted or change.may_name_mail() for change in changes))
+    return read
+
+
 def read_outside_members(conn, read, mail_attribute):
-    """Look up, level by level, member DNs neither search returned."""
+    """Look up, level by level, member DNs that are no selected user and no read group."""
     known = set(read.dn_to_guid())
     outside = {}
     pending = unknown_members(read.groups, known)
@@ -155,20 +260,17 @@ def plan_replication(resource, backend, full=False):
     cursor = backend.read_cursor(resource.name, resource.target_domain)
     attribute_map = dict((f, a) for f, a in resource.attribute_map.items() if f in backend.profile_fields)
     attributes = list(attribute_map.values()) + ([resource.quota_attribute] if resource.quota_attribute else [])
-    read = read_directory(resource, attributes, cursor, full, now)
     current = backend.current_state(resource.name, resource.target_domain)
-    if read.mode == "unchanged":
-        # AD is as the last run left it: every account still in AD stays as
-        # it is, and only decisions that depend on time (a deletion whose
-        # grace period has run out) remain to be made.
-        still_in_ad = [guid for guid, managed in current.managed.items()
-                       if managed.kind == USER and managed.removed_since is None]
-        desired = DesiredState({}, [], unread=still_in_ad)
-    else:
-        default_quota = resource.default_quota if resource.default_quota is not None else domain.default_quota
-        desired = desired_accounts(read.users, resource.target_domain, default_quota, attribute_map,
-                                   resource.quota_attribute, present=read.present,
-                                   proxy_addresses=resource.proxy_addresses)
+    # Accounts of users removed from AD earlier are not among them: they
+    # stay removed unless the user shows up again.
+    managed_users = [guid for guid, managed in current.managed.items()
+                     if managed.kind == USER and managed.removed_since is None]
+    read = read_directory(resource, attributes, cursor, full, now, managed_users)
+    default_quota = resource.default_quota if resource.default_quota is not None else domain.default_quota
+    desired = desired_accounts(read.users, resource.target_domain, default_quota, attribute_map,
+                               resource.quota_attribute, unread=read.unread,
+                               proxy_addresses=resource.proxy_addresses)
+    if read.mode == "full" or read.removals == "scan":
         in_ad = read.present if read.present is not None else read.users
         if not in_ad and current.managed:
             # An empty answer is far likelier a wrong base DN, filter or
@@ -185,12 +287,17 @@ def plan_replication(resource, backend, full=False):
                       delete_after_days=resource.delete_after_days, keep_old_address=resource.keep_old_address,
                       groups=groups)
     check_safety(plan, resource.max_deletes, len(current.managed))
+    plan.removals = read.removals
     if read.mode == "unchanged":
-        plan.mode = "incremental"  # the cursor stays as it is
+        # AD is as the last run left it: every account still in AD stays as
+        # it is, and only decisions that depend on time (a deletion whose
+        # grace period has run out) remained to be made. The cursor stays.
+        plan.mode = "incremental"
         return plan, domain
     plan.mode = read.mode
     last_full = now if read.mode == "full" else cursor.last_full
-    plan.cursor = Cursor(read.dc.invocation_id, read.dc.highest_usn, last_full, fingerprint(resource))
+    plan.cursor = Cursor(read.dc.invocation_id, read.dc.highest_usn, last_full, fingerprint(resource),
+                         tombstones=read.tombstones)
     return plan, domain
 
 

@@ -99,6 +99,17 @@ mode:
   returned: always
   type: str
   sample: incremental
+removal_detection:
+  description:
+    - How an incremental run found users that left Active Directory (deleted, moved out of the resource's
+      C(base_dn), no longer selected by its C(user_filter)).
+    - V(tombstones) among the objects changed since the last run, deleted objects included, which needs the bind
+      account to list C(CN=Deleted Objects) (see the README's least-privilege section); V(scan) by listing the
+      objectGUID of every selected user, which any account can but costs a read of the whole scope.
+    - V(null) for full runs, which read every user anyway.
+  returned: always
+  type: str
+  sample: tombstones
 changes:
   description:
     - The plan, one entry per account change, with the managed fields before and after.
@@ -148,6 +159,7 @@ def main():
     result = dict(
         changed=bool(plan),
         mode=plan.mode,
+        removal_detection=plan.removals,
         summary=plan.summary,
         # Not "skipped": Ansible would take a non-empty list for a skipped task.
         skipped_objects=[skip.as_dict() for skip in plan.skipped],

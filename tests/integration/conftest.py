@@ -80,6 +80,9 @@ def resource_args(env, ou, store, tag, config_dir):
         "bind_password": env["AD_BIND_PASSWORD"],
         "base_dn": ou,
         "backend": store.backend_options(),
+        # The lab's Samba serves one request at a time; a loaded CI machine
+        # can hold one answer longer than the default 10 s.
+        "timeout": 30,
     }
 
 

@@ -1,8 +1,9 @@
 """Incremental runs against Samba AD's uSNChanged, on every backend."""
 
+import ldap3
 import pytest
 
-from lab import run_playbook
+from lab import postmap, run_playbook
 
 from ansible_collections.mailsync.iredmail.plugins.module_utils import ad_reader, replicate, resource as resources
 
@@ -18,8 +19,12 @@ class Reads(list):
 
 @pytest.fixture
 def counted_reads(monkeypatch):
+    """Counts the user entries read with their attributes, by a search of the scope or one by one.
+
+    The wrappers pass every call through to the real reader and the real DC.
+    """
     counts = Reads()
-    original = ad_reader.read_users
+    original, original_one = ad_reader.read_users, ad_reader.read_user
 
     def counting(*args, **kwargs):
         counts.append(0)
@@ -27,7 +32,13 @@ def counted_reads(monkeypatch):
             counts[-1] += 1
             yield user
 
+    def counting_one(*args, **kwargs):
+        user = original_one(*args, **kwargs)
+        counts.append(0 if user is None else 1)
+        return user
+
     monkeypatch.setattr(ad_reader, "read_users", counting)
+    monkeypatch.setattr(ad_reader, "read_user", counting_one)
     return counts
 
 
@@ -54,8 +65,8 @@ def test_runs_after_the_first_read_only_what_changed(ad, ou, store, resource_arg
     ad.set_disabled(dns[1], True)
     ad.conn.delete(dns[2])
     changed, reads = counted_reads.during(run, resource_args)
-    assert changed.mode == "incremental"
-    assert reads == 2  # the rename and the disable; the deletion is found by the GUID scan
+    assert changed.mode == "incremental" and changed.removals == "tombstones"
+    assert reads == 2  # the rename and the disable; the deletion is found among the tombstones
     assert sorted((c.kind, c.address) for c in changed.changes) == [
         ("disable", "i1.%s@%s" % (tag, domain)), ("disable", "i2.%s@%s" % (tag, domain)),
         ("rename", "i0.%s@%s" % (tag, domain))]
@@ -109,3 +120,115 @@ def test_check_mode_does_not_advance_the_cursor(ad, ou, store, resource_args, ta
     assert result["mode"] == "full" and result["summary"]["created"] == 1
     real = run(resource_args)
     assert real.mode == "full" and real.summary["created"] == 1
+
+
+def test_removals_are_found_among_the_changes_wherever_the_user_went(ad, ou, store, resource_args, tag, env,
+                                                                     counted_reads):
+    """Deleted, moved out of the base DN, no longer selected by the filter, or moved within it."""
+    domain = env["MAIL_DOMAIN"]
+    staff = "OU=Staff,%s" % ou
+    elsewhere = "OU=Elsewhere,%s" % ou
+    for unit in (staff, elsewhere):
+        ad.conn.add(unit, "organizationalUnit")
+    names = ["deleted", "moved-out", "unselected", "moved-in-scope", "stays"]
+    dns = dict((name, ad.make_user(staff, "%s %s" % (name, tag), upn="%s.%s@%s" % (name, tag, domain),
+                                   description="mail")[1]) for name in names)
+    args = dict(resource_args, base_dn=staff, user_filter="(&(sAMAccountType=805306368)(description=mail))")
+    assert run(args).summary["created"] == 5
+
+    ad.conn.delete(dns["deleted"])
+    ad.conn.modify_dn(dns["moved-out"], "CN=moved-out %s" % tag, new_superior=elsewhere)
+    ad.modify(dns["unselected"], description="no mail")
+    ad.conn.add("OU=Sub,%s" % staff, "organizationalUnit")
+    ad.conn.modify_dn(dns["moved-in-scope"], "CN=moved-in-scope %s" % tag, new_superior="OU=Sub,%s" % staff)
+    changed, reads = counted_reads.during(run, args)
+    assert changed.mode == "incremental" and changed.removals == "tombstones"
+    assert reads == 1  # the move within the scope: read again, unchanged
+    assert sorted((c.kind, c.address.split(".")[0]) for c in changed.changes) == [
+        ("disable", "deleted"), ("disable", "moved-out"), ("disable", "unselected")]
+    assert store.account("moved-in-scope.%s@%s" % (tag, domain))["active"] is True
+    assert store.account("stays.%s@%s" % (tag, domain))["active"] is True
+
+    # Back in scope: enabled again by the next incremental run.
+    ad.modify(dns["unselected"], description="mail")
+    back, reads = counted_reads.during(run, args)
+    assert back.removals == "tombstones" and reads == 1
+    assert [(c.kind, c.address.split(".")[0]) for c in back.changes] == [("enable", "unselected")]
+
+
+def test_an_account_that_cannot_list_deleted_objects_falls_back_to_a_scan(ad, ou, store, resource_args, tag, env,
+                                                                          counted_reads):
+    domain = env["MAIL_DOMAIN"]
+    # An ordinary account, without the delegation on CN=Deleted Objects the lab's bind account has.
+    password = "Plain-Reader-%s-1" % tag
+    reader_dn = ad.make_user(ou, "reader %s" % tag, password=password)[1]
+    args = dict(resource_args, bind_dn=reader_dn, bind_password=password)
+    dns = [ad.make_user(ou, "S%d %s" % (i, tag), upn="s%d.%s@%s" % (i, tag, domain))[1] for i in range(3)]
+    assert run(args).summary["created"] == 3
+
+    ad.conn.delete(dns[0])
+    ad.modify(dns[1], userPrincipalName="s1-renamed.%s@%s" % (tag, domain))
+    changed, reads = counted_reads.during(run, args)
+    assert changed.mode == "incremental" and changed.removals == "scan"
+    assert reads == 1
+    assert sorted((c.kind, c.address.split(".")[0]) for c in changed.changes) == [("disable", "s0"), ("rename", "s1")]
+
+
+def test_a_filter_on_group_membership_is_checked_by_a_scan(ad, ou, store, resource_args, tag, env, counted_reads):
+    """Leaving a group changes no USN on the user: only a scan sees the filter stop selecting it."""
+    domain = env["MAIL_DOMAIN"]
+    group = "CN=mailusers-%s,%s" % (tag, ou)
+    ad.conn.add(group, "group", {"sAMAccountName": "mu-%s" % tag})
+    dns = [ad.make_user(ou, "M%d %s" % (i, tag), upn="m%d.%s@%s" % (i, tag, domain))[1] for i in range(2)]
+    ad.conn.modify(group, {"member": [(ldap3.MODIFY_ADD, dns)]})
+    args = dict(resource_args, user_filter="(&(sAMAccountType=805306368)(memberOf=%s))" % group,
+                replicate_groups=False)
+    assert run(args).summary["created"] == 2
+
+    ad.conn.modify(group, {"member": [(ldap3.MODIFY_DELETE, [dns[0]])]})
+    changed, reads = counted_reads.during(run, args)
+    assert changed.removals == "scan"
+    assert [(c.kind, c.address.split(".")[0]) for c in changed.changes] == [("disable", "m0")]
+
+
+def test_an_ou_moved_in_or_out_of_the_base_dn_carries_its_users(ad, ou, store, resource_args, tag, env,
+                                                                 counted_reads):
+    """Moving an OU changes no USN on the users in it; the run reads the moved subtree."""
+    domain = env["MAIL_DOMAIN"]
+    staff, elsewhere = "OU=Staff,%s" % ou, "OU=Elsewhere,%s" % ou
+    for unit in (staff, elsewhere, "OU=Team,%s" % staff, "OU=Newcomers,%s" % elsewhere):
+        ad.conn.add(unit, "organizationalUnit")
+    ad.make_user("OU=Team,%s" % staff, "T %s" % tag, upn="team.%s@%s" % (tag, domain))
+    ad.make_user("OU=Newcomers,%s" % elsewhere, "N %s" % tag, upn="newcomer.%s@%s" % (tag, domain))
+    ad.make_user(staff, "R %s" % tag, upn="resident.%s@%s" % (tag, domain))
+    args = dict(resource_args, base_dn=staff)
+    assert run(args).summary["created"] == 2  # team and resident
+
+    ad.conn.modify_dn("OU=Team,%s" % staff, "OU=Team", new_superior=elsewhere)
+    ad.conn.modify_dn("OU=Newcomers,%s" % elsewhere, "OU=Newcomers", new_superior=staff)
+    changed, reads = counted_reads.during(run, args)
+    assert changed.removals == "tombstones"
+    assert sorted((c.kind, c.address.split(".")[0]) for c in changed.changes) == [
+        ("create", "newcomer"), ("disable", "team")]
+    assert reads == 1  # the newcomer, read with its moved OU; the resident is not read
+
+
+def test_a_quiet_domain_leaves_aliases_unread(ad, ou, store, resource_args, tag, env, monkeypatch):
+    """Changes that touch no user, contact or group (an OU's description) need no group read."""
+    domain = env["MAIL_DOMAIN"]
+    member = ad.make_user(ou, "Q %s" % tag, upn="q.%s@%s" % (tag, domain))[1]
+    ad.conn.add("CN=qgroup-%s,%s" % (tag, ou), "group", {"sAMAccountName": "qg-%s" % tag,
+                                                          "mail": "qgroup.%s@%s" % (tag, domain), "member": [member]})
+    assert run(resource_args).summary["created"] == 2
+    group_reads = []
+    original = ad_reader.read_groups
+    monkeypatch.setattr(ad_reader, "read_groups", lambda *a, **kw: group_reads.append(1) or original(*a, **kw))
+
+    ad.modify(ou, description="edited %s" % tag)
+    quiet = run(resource_args)
+    assert quiet.mode == "incremental" and not quiet and group_reads == []
+    ad.modify(member, description="edited %s" % tag)
+    busy = run(resource_args)
+    assert not busy and group_reads == [1]
+    answer = postmap(store, "virtual_alias_maps", "qgroup.%s@%s" % (tag, domain))
+    assert sorted(answer.split(",")) == ["q.%s@%s" % (tag, domain)]

@@ -10,6 +10,17 @@ def test_round_trip():
     assert Cursor.decode(cursor.encode()) == cursor
 
 
+def test_removal_mode_round_trips_and_old_cursors_mean_a_scan():
+    with_tombstones = Cursor("6a0b-guid", 5123, NOW, "fp", tombstones=True)
+    decoded = Cursor.decode(with_tombstones.encode())
+    assert decoded == with_tombstones and decoded.tombstones
+    assert not Cursor.decode(Cursor("6a0b-guid", 5123, NOW, "fp").encode()).tombstones
+    # written by an earlier version: four fields, read as "scan for removals"
+    old = Cursor.decode("6a0b-guid;5123;2026-11-28T12:00:00;fp")
+    assert old is not None and old.usn == 5123 and not old.tombstones
+    assert Cursor.decode("6a0b-guid;5123;2026-11-28T12:00:00;fp;t;extra") is None
+
+
 def test_unreadable_cursor_means_a_full_run():
     assert Cursor.decode("garbage") is None
     assert Cursor.decode("a;notanumber;2026-01-01T00:00:00;x") is None

@@ -162,6 +162,18 @@ provision() {
     touch "$PROVISIONED"
 }
 
+# The replication account may list deleted objects (List Contents and Read
+# Property on CN=Deleted Objects), as the README's least-privilege section
+# recommends; tests that need an account without it create one.
+delegate_deleted_objects() {
+    local marker=$SAMBA_DIR/.deleted-objects-delegated
+    [[ -f $marker ]] && return 0
+    /usr/bin/python3 "$LAB_HOME/samba/delegate_deleted_objects.py" "$SMB_CONF" \
+        "tdb://$PRIVATE_DIR/sam.ldb" "$BIND_DN" >>"$LOG_DIR/provision.log" 2>&1 ||
+        lab_fail_with_logs "could not delegate CN=Deleted Objects to $BIND_DN" "$LOG_DIR/provision.log"
+    touch "$marker"
+}
+
 start_samba() {
     local port
     for port in "${PORTS[@]}"; do
@@ -272,6 +284,7 @@ cmd_up() {
     ensure_certificates
     provision
     write_smb_conf
+    delegate_deleted_objects
     if lab_pid_alive "$PIDFILE" samba; then
         if ((RESTART_NEEDED)); then
             lab_log "configuration changed; restarting"
