@@ -263,7 +263,10 @@ def test_sigkill_many_times_over_2000_users_each_next_run_converges(directory, s
     options = {"target_domain": env["MAIL_DOMAIN"], "server_uri": [env["AD_URI_LDAPS"]], "ca_cert": env["AD_CA_CERT"],
                "bind_dn": env["AD_BIND_DN"], "bind_password": env["AD_BIND_PASSWORD"], "base_dn": directory.ou,
                "backend": store.backend_options(), "on_removed": "delete", "delete_after_days": 0,
-               "max_deletes": "100%"}
+               "max_deletes": "100%",
+               # Samba serves one request at a time (-M single); on a machine busy with
+               # other tests one answer may take longer than the default 10 s.
+               "timeout": 60}
     args = {"name": name, "config_dir": str(tmp_path / "resources")}
     resources.store(args["config_dir"], name, resources.with_defaults(options))
     timing = Timing(store.kind)
