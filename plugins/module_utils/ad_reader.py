@@ -278,13 +278,43 @@ def tombstones_visible(conn, naming_context):
     return any(entry.get("type") == "searchResEntry" for entry in conn.response or ())
 
 
-def read_guids(conn, base_dn, user_filter, page_size=PAGE_SIZE, missing_ok=False):
+def read_subtree_guids(conn, dn, page_size=PAGE_SIZE):
+    """The objectGUID of every user-class object below the container `dn` (which may be gone).
+
+    Walked one level at a time: a one-level search is answered from an
+    index of children (on Samba too), so the cost follows the subtree's
+    size, where a subtree search with any usual filter would scan every
+    user of the domain.
+    """
+    guids, todo = {}, [dn]
+    try:
+        while todo:
+            parent = todo.pop()
+            for entry in conn.extend.standard.paged_search(
+                    parent, "(objectClass=*)", search_scope=ldap3.LEVEL, attributes=["objectGUID", "objectClass"],
+                    paged_size=page_size, generator=True):
+                if entry.get("type") != "searchResEntry":
+                    continue
+                raw = dict((k.lower(), v) for k, v in entry["raw_attributes"].items())
+                classes = set(_decode(v).lower() for v in raw.get("objectclass", ()))
+                if classes & CONTAINER_CLASSES:
+                    todo.append(entry["dn"])
+                elif "user" in classes and raw.get("objectguid"):
+                    guids[decode_guid(raw["objectguid"][0])] = entry["dn"]
+    except ldap3_exceptions.LDAPNoSuchObjectResult:
+        pass  # deleted or moved again since the change search: its users come with their own changes
+    except Exception as exc:  # noqa: BLE001
+        raise DirectoryError("listing the objects under %s failed after %d entries: %s"
+                             % (dn, len(guids), describe(exc)))
+    return guids
+
+
+def read_guids(conn, base_dn, user_filter, page_size=PAGE_SIZE):
     """The objectGUID (and DN) of every object matching `user_filter`, and nothing else.
 
     A cheap presence scan: how incremental runs find users that were
     deleted, moved out of the base DN or no longer match the filter,
-    with an ordinary account's rights. With `missing_ok`, a `base_dn` that
-    no longer exists holds nothing (a container deleted since it changed).
+    with an ordinary account's rights.
     """
     guids = {}
     try:
@@ -295,8 +325,6 @@ def read_guids(conn, base_dn, user_filter, page_size=PAGE_SIZE, missing_ok=False
                 raw = dict((k.lower(), v) for k, v in entry["raw_attributes"].items())
                 guids[decode_guid(raw["objectguid"][0])] = entry["dn"]
     except ldap3_exceptions.LDAPNoSuchObjectResult:
-        if missing_ok and not guids:
-            return guids
         raise DirectoryError("base DN %s does not exist in Active Directory" % base_dn)
     except Exception as exc:  # noqa: BLE001
         raise DirectoryError("scanning users under %s failed after %d entries: %s"

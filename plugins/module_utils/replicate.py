@@ -218,8 +218,7 @@ def read_changed_users(conn, resource, attributes, cursor, dc, managed_users):
     left = set(change.guid for change in changes)
     for container in containers:
         if not ad_reader.is_under(container.dn, base):
-            # deleted since the change search: its users come as tombstones
-            left.update(ad_reader.read_guids(conn, container.dn, "(objectClass=user)", missing_ok=True))
+            left.update(ad_reader.read_subtree_guids(conn, container.dn))
     users = list(dict((user.guid, user) for user in users).values())
     gone = left - set(user.guid for user in users)
     read = DirectoryRead(users, dc, "incremental", unread=set(managed_users) - gone, removals="tombstones")
