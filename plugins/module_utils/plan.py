@@ -203,6 +203,7 @@ def build_plan(desired, current, on_removed=REMOVED_DISABLE, stored_form=None, n
     planner = _Planner(current, now or datetime.datetime.now().replace(microsecond=0), desired.skipped)
     planner.remove_users(desired, on_removed, delete_after_days)
     planner.plan(USER, desired.accounts, desired.unread, stored_form, keep_old_address)
+    planner.drop_rename_cycles()
     if groups is not None:
         skipped_members = []
         final_users = planner.final_states()  # users are planned before groups
@@ -294,6 +295,33 @@ class _Planner(object):
     def _hold(self, guid, address, active):
         self.holders[address] = guid
         self.final[guid] = (address, active)
+
+    def drop_rename_cycles(self):
+        """Leave out renames that take each other's addresses (A -> B's, B -> A's).
+
+        No order of the renames frees an address before it is taken, and a
+        writer that tried would fail the whole run, and every run after it.
+        The accounts keep their addresses until AD breaks the cycle.
+        """
+        renames = [change for change in self.changes if change.kind == RENAME]
+        by_old_address = dict((change.address, change) for change in renames)
+        cyclic = []
+        for change in renames:
+            path, step = [], change
+            while step is not None and all(step is not seen for seen in path):
+                path.append(step)
+                step = by_old_address.get(step.after["address"])
+            if step is change:
+                cyclic.append(change)
+        for change in cyclic:
+            others = ", ".join(sorted(other.address for other in cyclic if other is not change))
+            self.changes.remove(change)
+            self._hold(change.guid, change.address, change.before["active"])
+            self.skipped.append(Skip(change.account.dn if change.account is not None else None, change.guid,
+                                     change.after["address"],
+                                     "cannot rename %s: the new addresses of %s and this account are each other's "
+                                     "(a swap); the accounts are left unchanged until one of them takes an unused "
+                                     "address in AD" % (change.address, others)))
 
     def final_states(self):
         """(address, active) of every object planned so far, as the plan leaves it."""

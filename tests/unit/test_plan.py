@@ -176,3 +176,23 @@ def test_address_of_an_account_in_grace_period_is_still_held():
     plan = plans.build_plan(desired(account("g2", "a@x.org")), current(waiting), on_removed="delete", now=NOW,
                             delete_after_days=30)
     assert plan.changes == [] and "still held" in plan.skipped[0].reason
+
+
+def test_a_swap_of_addresses_is_left_out_and_reported_not_written():
+    """No order of two renames that take each other's addresses can be applied."""
+    plan = plans.build_plan(
+        desired(account("g1", "b@x.org"), account("g2", "a@x.org"), account("g3", "c2@x.org"),
+                account("g4", "d@x.org", name="Changed")),
+        current(managed("g1", "a@x.org"), managed("g2", "b@x.org"), managed("g3", "c@x.org"),
+                managed("g4", "d@x.org")))
+    assert kinds(plan) == [("rename", "c@x.org"), ("update", "d@x.org")]
+    swapped = sorted((skip.guid, skip.address) for skip in plan.skipped)
+    assert swapped == [("g1", "b@x.org"), ("g2", "a@x.org")]
+    assert all("swap" in skip.reason for skip in plan.skipped)
+    assert plans.apply_order(plan.changes) == plan.changes
+
+
+def test_a_chain_that_is_no_cycle_is_kept():
+    plan = plans.build_plan(desired(account("g1", "b@x.org"), account("g2", "c@x.org")),
+                            current(managed("g1", "a@x.org"), managed("g2", "b@x.org")))
+    assert sorted(kinds(plan)) == [("rename", "a@x.org"), ("rename", "b@x.org")] and not plan.skipped
