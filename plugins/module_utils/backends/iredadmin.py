@@ -20,10 +20,11 @@ from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import Ba
 class IRedAdminDatabase(object):
     """A connection to the `iredadmin` database; one transaction per deleted mailbox."""
 
-    def __init__(self, conn, engine, describe_error):
-        self.conn = conn
-        self.engine = engine
-        self._describe_error = describe_error
+    def __init__(self, store):
+        # the SQL account-store class connected to iredadmin: its connection,
+        # error wording and clean-up serve here too
+        self.store = store
+        self.conn = store.conn
 
     @classmethod
     def connect(cls, options, connect_timeout=10):
@@ -35,14 +36,12 @@ class IRedAdminDatabase(object):
         # The account stores' connect() already word their failures without
         # the password; only the connection is kept.
         if kind == "mysql":
-            from ansible_collections.mailsync.iredmail.plugins.module_utils.backends import mysql as dialect
-            store = dialect.MySQLBackend.connect(connect_timeout=connect_timeout, **options)
-        elif kind == "pgsql":
-            from ansible_collections.mailsync.iredmail.plugins.module_utils.backends import pgsql as dialect
-            store = dialect.PgSQLBackend.connect(connect_timeout=connect_timeout, **options)
-        else:
-            raise BackendError("backend.iredadmin.type must be mysql or pgsql, not %s" % kind)
-        return cls(store.conn, store.engine, dialect.describe_error)
+            from ansible_collections.mailsync.iredmail.plugins.module_utils.backends.mysql import MySQLBackend
+            return cls(MySQLBackend.connect(connect_timeout=connect_timeout, **options))
+        if kind == "pgsql":
+            from ansible_collections.mailsync.iredmail.plugins.module_utils.backends.pgsql import PgSQLBackend
+            return cls(PgSQLBackend.connect(connect_timeout=connect_timeout, **options))
+        raise BackendError("backend.iredadmin.type must be mysql or pgsql, not %s" % kind)
 
     def schedule_removal(self, username, domain, maildir, admin, delete_date):
         """Record the mailbox in `deleted_mailboxes` once, and drop its `used_quota` row.
@@ -62,13 +61,10 @@ class IRedAdminDatabase(object):
             cur.execute("DELETE FROM used_quota WHERE username = %s", (username,))
             self.conn.commit()
         except Exception as exc:  # noqa: BLE001
-            try:
-                self.conn.rollback()
-            except Exception:  # noqa: BLE001 - the connection may be gone
-                pass
+            self.store._rollback()
             raise BackendError("%s iredadmin database: scheduling the mailbox of %s for removal failed: %s; "
                                "the account was not deleted, the next run tries again"
-                               % (self.engine, username, self._describe_error(exc)))
+                               % (self.store.engine, username, self.store._describe_error(exc)))
         finally:
             try:
                 cur.close()
@@ -76,7 +72,4 @@ class IRedAdminDatabase(object):
                 pass
 
     def close(self):
-        try:
-            self.conn.close()
-        except Exception:  # noqa: BLE001
-            pass
+        self.store.close()
