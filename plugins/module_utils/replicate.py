@@ -137,9 +137,8 @@ def read_directory(resource, attributes, cursor, full, now, managed_users=()):
         if incremental and dc.highest_usn == cursor.usn:
             # Nothing at all was written to this DC since the last run:
             # no user, group or membership can have changed.
-            read = DirectoryRead([], dc, "unchanged", unread=managed_users)
-            read.tombstones = cursor.tombstones
-            return read
+            # (The cursor stays as it is, so the read's tombstone flag is moot.)
+            return DirectoryRead([], dc, "unchanged", unread=managed_users)
         if not incremental:
             read = DirectoryRead(list(read_selected_users(conn, resource, resource.user_filter, attributes)),
                                  dc, "full")
@@ -153,7 +152,6 @@ def read_directory(resource, attributes, cursor, full, now, managed_users=()):
                                                                                      cursor.usn), attributes))
             present = ad_reader.read_guids(conn, resource.base_dn, resource.user_filter)
             read = DirectoryRead(users, dc, "incremental", unread=present, removals="scan", present=present)
-            read.tombstones = False
         if resource.replicate_groups and read.groups_may_differ:
             # Groups are read whole when read at all: a membership change deep
             # in a nested group changes no USN on the groups that contain it.
@@ -221,11 +219,11 @@ def read_changed_users(conn, resource, attributes, cursor, dc, managed_users):
             left.update(ad_reader.read_subtree_guids(conn, container.dn))
     users = list(dict((user.guid, user) for user in users).values())
     gone = left - set(user.guid for user in users)
-    read = DirectoryRead(users, dc, "incremental", unread=set(managed_users) - gone, removals="tombstones")
+    managed = set(managed_users)
+    read = DirectoryRead(users, dc, "incremental", unread=managed - gone, removals="tombstones")
     # Without a changed group, user or contact (deleted ones included) or
     # users carried in or out by a container, every alias holds what the
     # last run wrote.
-    managed = set(managed_users)
     read.groups_may_differ = (bool(inside) or bool(gone & managed)
                               or any(change.deleted or change.may_name_mail() for change in changes))
     return read
