@@ -6,10 +6,12 @@ that has Samba's bindings).
 """
 
 import os
+import sys
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(BENCH_DIR)
-LAB_DIR = os.environ.get("MAILSYNC_LAB_DIR", os.path.join(ROOT, ".lab"))
+sys.path.insert(0, os.path.join(os.path.dirname(BENCH_DIR), "tests", "lab"))
+from labenv import LAB_DIR, ROOT, read_env  # noqa: E402,F401  (the lab's own, stdlib-only reader)
+
 COLLECTIONS = os.path.join(ROOT, ".collections")
 VENV_PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -50,15 +52,7 @@ REGROUPED = range(31, 41)
 
 
 def load_env():
-    path = os.path.join(LAB_DIR, "lab.env")
-    env = {}
-    with open(path) as handle:
-        for line in handle:
-            line = line.strip()
-            if line and not line.startswith("#") and "=" in line:
-                key, _, value = line.partition("=")
-                env[key] = value
-    return env
+    return read_env()
 
 
 def bench_dn(env):

@@ -9,14 +9,16 @@ import json
 import os
 import ssl
 import subprocess
+import sys
 import tempfile
 import uuid
 
 import ldap3
 import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LAB_DIR = os.environ.get("MAILSYNC_LAB_DIR", os.path.join(ROOT, ".lab"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lab"))
+from labenv import ENV_FILE, LAB_DIR, ROOT, read_env  # noqa: E402  (the lab's own, stdlib-only reader)
+
 VENV_PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
 
 
@@ -25,17 +27,9 @@ class LabNotRunning(RuntimeError):
 
 
 def load_env():
-    path = os.path.join(LAB_DIR, "lab.env")
-    if not os.path.exists(path):
-        raise LabNotRunning("%s is missing: start the lab with tests/lab/lab up" % path)
-    env = {}
-    with open(path) as handle:
-        for line in handle:
-            line = line.strip()
-            if line and not line.startswith("#") and "=" in line:
-                key, _, value = line.partition("=")
-                env[key] = value
-    return env
+    if not os.path.exists(ENV_FILE):
+        raise LabNotRunning("%s is missing: start the lab with tests/lab/lab up" % ENV_FILE)
+    return read_env()
 
 
 # ---------------------------------------------------------------- Samba AD

@@ -25,20 +25,11 @@ from samba.auth import system_session
 from samba.param import LoadParm
 from samba.samdb import SamDB
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lab"))
+from labenv import read_env  # noqa: E402  (the lab's own, stdlib-only reader)
+
 # The DC waits for the database lock while a transaction is open: keep each short.
 CHUNK = 1000
-
-
-def load_env():
-    lab_dir = os.environ.get("MAILSYNC_LAB_DIR",
-                             os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".lab"))
-    env = {}
-    with open(os.path.join(lab_dir, "lab.env")) as handle:
-        for line in handle:
-            key, sep, value = line.strip().partition("=")
-            if sep and not key.startswith("#"):
-                env[key] = value
-    return env
 
 
 def open_samdb(env, batch):
@@ -119,7 +110,7 @@ def read(db, base):
 
 def main():
     request = json.load(sys.stdin)
-    env = load_env()
+    env = read_env()
     if request["op"] == "write":
         answer = write(open_samdb(env, batch=not request.get("delete")), request)
     elif request["op"] == "read":
