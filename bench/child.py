@@ -31,6 +31,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 sys.path.insert(0, common.COLLECTIONS)
+# The floor writes what replication writes: the same maildir layout and services.
+from ansible_collections.mailsync.iredmail.plugins.module_utils.model import (  # noqa: E402
+    DEFAULT_USER_SERVICES,
+    maildir_path,
+)
 
 
 def rss_kb():
@@ -180,11 +185,6 @@ def unusable_hash():
     return "{SSHA512}" + base64.b64encode(hashlib.sha512(secret + salt).digest() + salt).decode("ascii")
 
 
-def maildir(local, domain, now):
-    chars = (local[:3] + "__")[:3].replace(".", "_").replace("~", "_")
-    return "%s/%s/%s/%s/%s-%s/" % (domain, chars[0], chars[1], chars[2], local, now.strftime("%Y.%m.%d.%H.%M.%S"))
-
-
 def floor_read(env, users, attributes):
     """A paged read (page 1000, LDAPS, the lab CA) of exactly `attributes`."""
     import ldap3
@@ -237,7 +237,7 @@ def sql_rows(read, now):
         local = upn.lower().rpartition("@")[0]
         address = "%s@%s" % (local, domain)
         active = 0 if uac & 2 else 1
-        mailbox.append((address, unusable_hash(), "/var/vmail", "vmail1", maildir(local, domain, now), 1024, domain,
+        mailbox.append((address, unusable_hash(), "/var/vmail", "vmail1", maildir_path(address, now), 1024, domain,
                         active, "maildir", "Maildir", "", now, now, now, display, given, sn, employee, mobile, phone))
         forwardings.append((address, address, domain, domain, 1, active))
         state.append((common.FLOOR_RESOURCE, guid, "user", address, now, now))
@@ -285,13 +285,6 @@ def floor_write_pgsql(env, read):
     return len(mailbox)
 
 
-SERVICES = (
-    "internal", "doveadm", "lib-storage", "indexer-worker", "dsync", "quota-status", "mail",
-    "smtp", "smtpsecured", "smtptls", "pop3", "pop3secured", "pop3tls", "imap", "imapsecured",
-    "imaptls", "managesieve", "managesievesecured", "managesievetls", "sieve", "sievesecured",
-    "sievetls", "deliver", "lda", "lmtp", "recipientbcc", "senderbcc", "forward", "shadowaddress",
-    "displayedInGlobalAddressBook", "sogo", "sogowebmail", "sogocalendar", "sogoactivesync",
-)
 
 
 def floor_domain_dn(env):
@@ -309,7 +302,7 @@ def floor_write_ldap(env, read):
     parent = "ou=Users,%s" % floor_domain_dn(env)
     domain = common.FLOOR_DOMAIN
     days = str((now - datetime.datetime(1970, 1, 1)).days).encode()
-    services = [s.encode() for s in SERVICES]
+    services = [s.encode() for s in DEFAULT_USER_SERVICES]
     for guid, uac, (upn, display, given, sn, employee, mobile, phone, title) in read:
         local = upn.lower().rpartition("@")[0]
         address = "%s@%s" % (local, domain)
@@ -318,7 +311,7 @@ def floor_write_ldap(env, read):
             "mail": [address.encode()], "uid": [local.encode()],
             "cn": [(display or local).encode()], "sn": [(sn or local).encode()],
             "userPassword": [unusable_hash().encode()],
-            "homeDirectory": [("/var/vmail/vmail1/" + maildir(local, domain, now)).encode()],
+            "homeDirectory": [("/var/vmail/vmail1/" + maildir_path(address, now)).encode()],
             "accountStatus": [b"disabled" if uac & 2 else b"active"],
             "enabledService": services, "shadowLastChange": [days], "amavisLocal": [b"TRUE"],
             "mailboxFormat": [b"maildir"], "mailboxFolder": [b"Maildir"],

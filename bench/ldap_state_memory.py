@@ -28,16 +28,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 sys.path.insert(0, common.COLLECTIONS)
+from ansible_collections.mailsync.iredmail.plugins.module_utils.model import DEFAULT_USER_SERVICES  # noqa: E402
 
 DOMAIN = "ldapstate.bench.invalid"
 # bench/run's cleanup removes entries of resources named bench-*.
 RESOURCE = common.PREFIX + "ldapstate"
 GROUPS = 500
-SERVICES = ("internal", "doveadm", "lib-storage", "indexer-worker", "dsync", "quota-status", "mail", "smtp",
-            "smtpsecured", "smtptls", "pop3", "pop3secured", "pop3tls", "imap", "imapsecured", "imaptls",
-            "managesieve", "managesievesecured", "managesievetls", "sieve", "sievesecured", "sievetls", "deliver",
-            "lda", "lmtp", "recipientbcc", "senderbcc", "forward", "shadowaddress",
-            "displayedInGlobalAddressBook", "sogo", "sogowebmail", "sogocalendar", "sogoactivesync")
 
 
 def connect(env):
@@ -63,7 +59,7 @@ def user_entry(number):
         "mobile": ["+44 7700 9%05d" % number], "telephoneNumber": ["+44 20 7946 %04d" % (number % 10000)],
         "userPassword": ["{SSHA512}unusable"],
         "homeDirectory": ["/var/vmail/vmail1/%s/b/e/n/%s-2026.01.01.00.00.00/" % (DOMAIN, local)],
-        "accountStatus": ["active" if number % 50 else "disabled"], "enabledService": list(SERVICES),
+        "accountStatus": ["active" if number % 50 else "disabled"], "enabledService": list(DEFAULT_USER_SERVICES),
         "shadowLastChange": ["20000"], "amavisLocal": ["TRUE"], "mailboxFormat": ["maildir"],
         "mailboxFolder": ["Maildir"], "mailQuota": [str(1024 * 1048576)],
         "accountSetting": ["mailsyncResource:" + RESOURCE, "mailsyncGUID:" + guid],
