@@ -635,7 +635,7 @@ def table(results):
             if "incremental_read_seconds" in floor:
                 lines.append("%-7s %-24s %9.2f %9s %9s %10s  %s" % (
                     backend, "floor: incremental read", floor["incremental_read_seconds"], "", "", "",
-                    "bind + rootDSE + users and groups changed since (none)"))
+                    "bind + rootDSE + one search for what changed since (none)"))
         for key, label in (("full", "(a) full replication"), ("no_change", "(b) no change"),
                            ("changes", "(c) 40 changes")):
             run = runs.get(key)
