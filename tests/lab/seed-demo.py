@@ -6,14 +6,11 @@ disabled user, one outside the domain and one without an address, so the
 demo shows every path: created, disabled, skipped.
 """
 
-import os
 import ssl
 import sys
 
 import ldap3
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from lab import load_env  # noqa: E402
+from labenv import read_env  # this script's own directory
 
 PEOPLE = [
     # cn, local part or full UPN, given name, surname, title, disabled
@@ -27,7 +24,7 @@ PEOPLE = [
 
 
 def main():
-    env = load_env()
+    env = read_env()
     tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=env["AD_CA_CERT"])
     server = ldap3.Server("localhost", port=636, use_ssl=True, tls=tls, get_info=ldap3.NONE)
     conn = ldap3.Connection(server, env["AD_ADMIN_DN"], env["AD_ADMIN_PASSWORD"], auto_bind=True)
