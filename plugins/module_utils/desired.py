@@ -38,13 +38,16 @@ class DesiredState(object):
 
     `unread` holds GUIDs known to be in AD whose entries this run did not
     read (an incremental run reads changed objects only): their accounts
-    are left as they are, neither compared nor removed.
+    are left as they are, neither compared nor removed. `claims` maps
+    every address a read user asks for (primary or extra, won or
+    contested) to those users, for the check against the groups.
     """
 
-    def __init__(self, accounts, skipped, unread=()):
+    def __init__(self, accounts, skipped, unread=(), claims=None):
         self.accounts = accounts
         self.skipped = skipped
         self.unread = frozenset(unread)
+        self.claims = claims or {}
 
 
 def desired_accounts(users, target_domain, default_quota, attribute_map, quota_attribute=None, unread=(),
@@ -54,27 +57,20 @@ def desired_accounts(users, target_domain, default_quota, attribute_map, quota_a
     `attribute_map` maps model profile fields to AD attributes; fields
     absent from it are not managed. `unread`, when the users are only the
     changed ones, holds the GUIDs still selected by the filter that this
-    run did not read (see DesiredState). With
-    `proxy_addresses`, `smtp:` values under the target domain become the
-    account's extra addresses; one claimed by two objects is written for
-    neither (an alias never displaces another user's primary address). An address claimed by two objects is
-    written for neither: choosing one would make the result depend on
-    search order.
+    run did not read (see DesiredState). With `proxy_addresses` the
+    addresses follow Exchange (see user_addresses). An address claimed by
+    two objects is written for neither: choosing one would make the
+    result depend on search order. An extra address never displaces
+    another user's primary one, though: only the extra address is dropped.
     """
     candidates = {}
+    claims = {}
     skipped = []
     read = set()
     for user in users:
         read.add(user.guid)
-        try:
-            address = normalise_address(user.mail)
-        except AddressError as exc:
-            reason = "no mail address" if user.mail is None else "invalid address: %s" % exc
-            skipped.append(Skip(user.dn, user.guid, user.mail, reason))
-            continue
-        if domain_of(address) != target_domain:
-            skipped.append(Skip(user.dn, user.guid, address,
-                                "address outside target domain %s" % target_domain))
+        address, extra = user_addresses(user, target_domain, proxy_addresses, skipped)
+        if address is None:
             continue
         quota = default_quota
         if quota_attribute:
@@ -83,24 +79,72 @@ def desired_accounts(users, target_domain, default_quota, attribute_map, quota_a
                 quota = parsed
         profile = dict((field, user.attributes.get(attribute))
                        for field, attribute in attribute_map.items())
-        aliases = None
-        if proxy_addresses:
-            aliases = set()
-            for value in smtp_proxy_addresses(user.proxy_addresses)[1]:
-                try:
-                    alias = normalise_address(value)
-                except AddressError as exc:
-                    skipped.append(Skip(user.dn, user.guid, value, "proxy address not written: %s" % exc))
-                    continue
-                if domain_of(alias) == target_domain and alias != address:
-                    aliases.add(alias)
         account = MailAccount(user.guid, user.dn, address, active=not user.disabled,
-                              quota=quota, profile=profile, aliases=aliases)
+                              quota=quota, profile=profile, aliases=extra)
         candidates.setdefault(address, []).append(account)
+        for claimed in set([address]) | set(extra or ()):
+            claims.setdefault(claimed, []).append(account)
 
     accounts = _sole_claimants(candidates, skipped)
-    _drop_contested_aliases(accounts, skipped)
-    return DesiredState(accounts, skipped, set(unread) - read)
+    _drop_contested_aliases(accounts, claims, skipped)
+    return DesiredState(accounts, skipped, set(unread) - read, claims)
+
+
+def user_addresses(user, target_domain, proxy_addresses, skipped):
+    """(primary address, extra addresses or None) of one user; (None, None) once skipped.
+
+    Without `proxy_addresses` the mail attribute is the address and
+    extra addresses are not managed. With them, as Exchange reads
+    proxyAddresses: the `SMTP:` value under the target domain is the
+    primary address, and the mail attribute's address, when it is another
+    one under the domain, an extra address, so mail to it still arrives.
+    The `smtp:` values under the domain are extra addresses. A user with
+    no SMTP: value under the domain keeps the mail attribute's address;
+    so does one with several (Exchange allows one), which are then all
+    extra addresses, and reported: picking one would depend on AD's order.
+    """
+    try:
+        mail, mail_error = normalise_address(user.mail), None
+    except AddressError as exc:
+        mail, mail_error = None, "no mail address" if user.mail is None else "invalid address: %s" % exc
+    extra = None
+    address = mail
+    if proxy_addresses:
+        primaries, secondaries = smtp_proxy_addresses(user.proxy_addresses)
+        smtp = _proxies_in_domain(user, primaries, target_domain, skipped)
+        extra = _proxies_in_domain(user, secondaries, target_domain, skipped)
+        if len(smtp) == 1:
+            address = smtp.pop()
+            mail_error = None
+        elif smtp:
+            skipped.append(Skip(user.dn, user.guid, ", ".join(sorted(smtp)),
+                                "%d SMTP: primary addresses in proxyAddresses: the primary address is the mail "
+                                "attribute's, these are extra addresses" % len(smtp)))
+            extra |= smtp
+        if mail is not None and domain_of(mail) == target_domain:
+            extra.add(mail)
+        extra.discard(address)
+    if mail_error is not None:
+        skipped.append(Skip(user.dn, user.guid, user.mail, mail_error))
+        return None, None
+    if domain_of(address) != target_domain:
+        skipped.append(Skip(user.dn, user.guid, address, "address outside target domain %s" % target_domain))
+        return None, None
+    return address, extra
+
+
+def _proxies_in_domain(user, values, target_domain, skipped):
+    """The normalised addresses among `values` under the target domain; invalid ones are reported."""
+    found = set()
+    for value in values:
+        try:
+            address = normalise_address(value)
+        except AddressError as exc:
+            skipped.append(Skip(user.dn, user.guid, value, "proxy address not written: %s" % exc))
+            continue
+        if domain_of(address) == target_domain:
+            found.add(address)
+    return found
 
 
 def _sole_claimants(candidates, skipped):
@@ -117,22 +161,53 @@ def _sole_claimants(candidates, skipped):
     return winners
 
 
-def _drop_contested_aliases(accounts, skipped):
-    claims = {}
-    for account in accounts.values():
-        claims.setdefault(account.address, []).append(account)
-        for alias in account.aliases or ():
-            claims.setdefault(alias, []).append(account)
-    for address, claimants in claims.items():
-        if len(claimants) < 2:
+def _drop_contested_aliases(accounts, claims, skipped):
+    """Take every extra address another user claims as well off the accounts."""
+    for guid in sorted(accounts):
+        account = accounts[guid]
+        for alias in list(account.aliases or ()):
+            claimants = claims[alias]
+            if len(claimants) < 2:
+                continue
+            names = ", ".join(sorted(set(other.dn for other in claimants)))
+            account.aliases.remove(alias)
+            skipped.append(Skip(account.dn, account.guid, alias,
+                                "proxy address claimed by %d AD objects, written for none: %s"
+                                % (len(claimants), names)))
+
+
+def leave_out_shared_addresses(desired, groups):
+    """An address a user and a group both claim is written for neither, and reported.
+
+    Users are planned before groups: left to the planner, the user would
+    keep the address and the group would be skipped, an order decided by
+    nothing in AD. A user whose primary address a group claims is left
+    out whole, as two users claiming one address are; a user's extra
+    address is taken off it. The group is left out either way.
+    """
+    shared = set(desired.claims) & set(groups.claims)
+    if not shared:
+        return
+
+    def reason(address):
+        names = sorted(set(obj.dn for obj in desired.claims[address] + groups.claims[address]))
+        return "address claimed by %d AD objects (users and groups), written for none: %s" % (
+            len(names), ", ".join(names))
+
+    for guid in sorted(desired.accounts):
+        account = desired.accounts[guid]
+        if account.address in shared:
+            del desired.accounts[guid]
+            desired.skipped.append(Skip(account.dn, guid, account.address, reason(account.address)))
             continue
-        names = ", ".join(sorted(set(account.dn for account in claimants)))
-        for account in claimants:
-            if account.aliases and address in account.aliases:
-                account.aliases.remove(address)
-                skipped.append(Skip(account.dn, account.guid, address,
-                                    "proxy address claimed by %d AD objects, written for none: %s"
-                                    % (len(claimants), names)))
+        for alias in [alias for alias in account.aliases or () if alias in shared]:
+            account.aliases.remove(alias)
+            desired.skipped.append(Skip(account.dn, guid, alias, "proxy " + reason(alias)))
+    for guid in sorted(groups.aliases):
+        alias = groups.aliases[guid]
+        if alias.address in shared:
+            del groups.aliases[guid]
+            groups.skipped.append(Skip(alias.dn, guid, alias.address, reason(alias.address)))
 
 
 class DesiredAliases(object):
@@ -140,14 +215,16 @@ class DesiredAliases(object):
 
     `dn_to_guid` maps the lower-cased DN of every user in the resource's
     scope to its GUID; `outside_mail` the DN of each member outside it to
-    its normalised address (or None).
+    its normalised address (or None). `claims` maps every address a group
+    asks for, won or contested, to those groups.
     """
 
-    def __init__(self, aliases, skipped, dn_to_guid, outside_mail):
+    def __init__(self, aliases, skipped, dn_to_guid, outside_mail, claims=None):
         self.aliases = aliases
         self.skipped = skipped
         self.dn_to_guid = dn_to_guid
         self.outside_mail = outside_mail
+        self.claims = claims or {}
 
 
 def flatten(group_dn, members_of):
@@ -198,7 +275,8 @@ def desired_aliases(groups, outside, target_domain, access_policy, dn_to_guid):
         alias = MailAlias(group.guid, group.dn, address, group.name, access_policy,
                           flatten(group.dn.lower(), members_of))
         candidates.setdefault(address, []).append(alias)
-    return DesiredAliases(_sole_claimants(candidates, skipped), skipped, dn_to_guid, outside_mail)
+    return DesiredAliases(_sole_claimants(candidates, skipped), skipped, dn_to_guid, outside_mail,
+                          claims=dict((address, list(claimants)) for address, claimants in candidates.items()))
 
 
 def unknown_members(groups, known_dns):

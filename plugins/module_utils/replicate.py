@@ -20,6 +20,7 @@ from ansible_collections.mailsync.iredmail.plugins.module_utils.cursor import Cu
 from ansible_collections.mailsync.iredmail.plugins.module_utils.desired import (
     desired_accounts,
     desired_aliases,
+    leave_out_shared_addresses,
     unknown_members,
 )
 from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import (
@@ -280,6 +281,7 @@ def plan_replication(resource, backend, full=False):
     if read.groups is not None:
         groups = desired_aliases(read.groups, read.outside, resource.target_domain, resource.access_policy,
                                  read.dn_to_guid())
+        leave_out_shared_addresses(desired, groups)
     plan = build_plan(desired, current, resource.on_removed, backend.stored_form, now=now,
                       delete_after_days=resource.delete_after_days, keep_old_address=resource.keep_old_address,
                       groups=groups)

@@ -167,10 +167,18 @@ options:
     default: 0
   proxy_addresses:
     description:
-      - Replicate the C(smtp:) values of a user's C(proxyAddresses) that are under O(target_domain) as extra
-        addresses of the account (SQL C(forwardings) with C(is_alias=1); OpenLDAP C(shadowAddress)).
-      - The C(SMTP:) value is the primary address and is not added; C(X500:), C(SIP:) and other prefixes are
-        ignored. An address claimed by two AD objects is written for neither and reported.
+      - Read a user's C(proxyAddresses) as Exchange does. The C(SMTP:) value under O(target_domain) is the
+        mailbox's address, whatever O(user_mail_attribute) holds; the O(user_mail_attribute) address, when it
+        is another address under O(target_domain), becomes an extra address, so mail sent to it still arrives.
+        A user without an C(SMTP:) value under O(target_domain) keeps the O(user_mail_attribute) address; so
+        does a user with several, which then all become extra addresses, and are reported.
+      - The C(smtp:) values under O(target_domain) become extra addresses of the account (SQL C(forwardings)
+        with C(is_alias=1); OpenLDAP C(shadowAddress)); C(X500:), C(SIP:) and other prefixes are ignored.
+      - An address claimed by two AD objects, users or groups (O(replicate_groups)), is written for neither
+        and reported; a user whose own address is claimed so is left out, and an extra address another
+        object claims is left off the account. An extra address never takes away another user's own address.
+      - With the C(mailsync.iredmail.dovecot_ad_auth) role, set its C(dovecot_ad_auth_proxy_addresses) as this
+        option, so that users whose address comes from C(SMTP:) log in with their AD password.
       - When true, replication owns the extra addresses of the accounts it manages.
     type: bool
     default: true
