@@ -18,6 +18,7 @@ import uuid
 try:
     import ldap3
     from ldap3.core import exceptions as ldap3_exceptions
+    from ldap3.utils.conv import escape_filter_chars
 except ImportError:  # pragma: no cover - reported by the modules
     ldap3 = None
 
@@ -201,6 +202,21 @@ def read_dc_state(conn):
 def changed_since(user_filter, usn):
     """`user_filter` narrowed to objects changed after `usn`."""
     return "(&%s(uSNChanged>=%d))" % (user_filter, usn + 1)
+
+
+def claiming(user_filter, mail_attribute, addresses, proxy_addresses):
+    """`user_filter` narrowed to users whose mail attribute or proxyAddresses hold one of `addresses`.
+
+    AD compares both without regard to case, and `smtp:` matches an
+    `SMTP:` value as well.
+    """
+    terms = []
+    for address in addresses:
+        value = escape_filter_chars(address)
+        terms.append("(%s=%s)" % (mail_attribute, value))
+        if proxy_addresses:
+            terms.append("(proxyAddresses=smtp:%s)" % value)
+    return "(&%s(|%s))" % (user_filter, "".join(terms))
 
 
 class ChangedObject(object):

@@ -30,6 +30,7 @@ from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import (
     TransientBackendError,
 )
 
+from ansible_collections.mailsync.iredmail.plugins.module_utils.model import AddressError, domain_of, normalise_address
 from ansible_collections.mailsync.iredmail.plugins.module_utils.plan import USER, build_plan, check_safety
 
 TRANSIENT_ATTEMPTS = 3
@@ -159,6 +160,8 @@ def read_directory(resource, attributes, cursor, full, now, managed_users=()):
             read.groups = ad_reader.read_groups(conn, resource.base_dn, resource.group_filter,
                                                 resource.group_mail_attribute)
             read.outside = read_outside_members(conn, read, resource.user_mail_attribute)
+            if read.mode == "incremental":
+                read_group_claimants(conn, resource, attributes, read)
     finally:
         conn.unbind()
     return read
@@ -228,6 +231,36 @@ def read_changed_users(conn, resource, attributes, cursor, dc, managed_users):
     read.groups_may_differ = (bool(inside) or bool(gone & managed)
                               or any(change.deleted or change.may_name_mail() for change in changes))
     return read
+
+
+# Addresses per search when looking for the users that claim group addresses.
+CLAIMANTS_PER_SEARCH = 100
+
+
+def read_group_claimants(conn, resource, attributes, read):
+    """Read, besides the changed users, every user that claims a group's address.
+
+    An address a user and a group both claim is written for neither
+    (desired.leave_out_shared_addresses). Groups are read whole, users
+    only when changed: an unchanged user that claims a group's address
+    must still count, or this run would write the group and the next full
+    run take it away again.
+    """
+    addresses = set()
+    for group in read.groups:
+        try:
+            addresses.add(normalise_address(group.mail))
+        except AddressError:
+            continue
+    addresses = sorted(address for address in addresses if domain_of(address) == resource.target_domain)
+    known = set(user.guid for user in read.users)
+    for start in range(0, len(addresses), CLAIMANTS_PER_SEARCH):
+        search = ad_reader.claiming(resource.user_filter, resource.user_mail_attribute,
+                                    addresses[start:start + CLAIMANTS_PER_SEARCH], resource.proxy_addresses)
+        for user in read_selected_users(conn, resource, search, attributes):
+            if user.guid not in known:
+                known.add(user.guid)
+                read.users.append(user)
 
 
 def read_outside_members(conn, read, mail_attribute):

@@ -3,6 +3,7 @@
 from ansible_collections.mailsync.iredmail.plugins.module_utils.ad_reader import (
     DirectoryGroup,
     OutsideObject,
+    claiming,
     dn_key,
     is_under,
     split_extended_dn,
@@ -45,3 +46,11 @@ def test_extended_dns_and_scope_tests():
     assert is_under("OU=Staff,DC=corp", "OU=Staff,DC=corp")
     assert not is_under("CN=x,OU=NotStaff,DC=corp", "OU=Staff,DC=corp")
     assert not is_under("CN=x\\0ADEL:%s,CN=Deleted Objects,DC=corp" % GUID_A, "OU=Staff,DC=corp")
+
+
+def test_the_users_claiming_group_addresses_are_found_by_mail_attribute_and_proxy_address():
+    assert claiming("(objectClass=user)", "mail", ["a*(x)@example.com", "b@example.com"], True) == (
+        "(&(objectClass=user)(|(mail=a\\2a\\28x\\29@example.com)(proxyAddresses=smtp:a\\2a\\28x\\29@example.com)"
+        "(mail=b@example.com)(proxyAddresses=smtp:b@example.com)))")
+    assert claiming("(objectClass=user)", "userPrincipalName", ["b@example.com"], False) == (
+        "(&(objectClass=user)(|(userPrincipalName=b@example.com)))")
