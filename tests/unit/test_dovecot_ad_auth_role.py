@@ -113,16 +113,27 @@ def test_ldap_lookups_split_accounts_on_the_replication_marker():
     assert "=noauthenticate=y" in replicated and "userPassword" not in replicated
 
 
+def ad_lookup(**overrides):
+    variables = dict(dovecot_ad_auth_server_uri=["ldap://dc1", "ldap://dc2"],
+                     dovecot_ad_auth_start_tls=True, dovecot_ad_auth_ca_cert="/etc/ssl/ad-ca.pem",
+                     dovecot_ad_auth_bind_dn="CN=svc,DC=corp", dovecot_ad_auth_bind_password='a "b" #c \\d',
+                     dovecot_ad_auth_base_dn="OU=Mail Users,DC=corp", dovecot_ad_auth_user_filter="(objectClass=user)",
+                     dovecot_ad_auth_mail_attribute="mail", dovecot_ad_auth_proxy_addresses=False)
+    variables.update(overrides)
+    text = render("ad.conf.ext.j2", **variables)
+    return dict(line.split(" = ", 1) for line in text.splitlines() if " = " in line and not line.startswith("#"))
+
+
 def test_the_ad_lookup_binds_as_an_enabled_user_over_verified_tls():
-    text = render("ad.conf.ext.j2", dovecot_ad_auth_server_uri=["ldap://dc1", "ldap://dc2"],
-                  dovecot_ad_auth_start_tls=True, dovecot_ad_auth_ca_cert="/etc/ssl/ad-ca.pem",
-                  dovecot_ad_auth_bind_dn="CN=svc,DC=corp", dovecot_ad_auth_bind_password='a "b" #c \\d',
-                  dovecot_ad_auth_base_dn="OU=Mail Users,DC=corp", dovecot_ad_auth_user_filter="(objectClass=user)",
-                  dovecot_ad_auth_mail_attribute="mail")
-    lines = dict(line.split(" = ", 1) for line in text.splitlines() if " = " in line and not line.startswith("#"))
+    lines = ad_lookup()
     assert lines["uris"] == "ldap://dc1 ldap://dc2" and lines["tls"] == "yes"
     assert lines["tls_require_cert"] == "hard" and lines["auth_bind"] == "yes"
     assert lines["dnpass"] == '"a \\"b\\" #c \\\\d"'
     assert lines["base"] == '"OU=Mail Users,DC=corp"'
     assert lines["pass_filter"] == (
         '"(&(objectClass=user)(mail=%u)(!(userAccountControl:1.2.840.113556.1.4.803:=2)))"')
+
+
+def test_with_proxy_addresses_the_ad_user_is_also_found_by_its_smtp_value():
+    assert ad_lookup(dovecot_ad_auth_proxy_addresses=True)["pass_filter"] == (
+        '"(&(objectClass=user)(|(mail=%u)(proxyAddresses=SMTP:%u))(!(userAccountControl:1.2.840.113556.1.4.803:=2)))"')
