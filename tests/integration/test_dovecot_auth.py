@@ -371,6 +371,29 @@ def test_replicated_user_logs_in_with_the_ad_password(dovecot, ad, ou, store, re
     dovecot.assert_login(jane, "Jane-AD-pw-3", True)
 
 
+def test_a_user_whose_mailbox_is_its_smtp_proxy_address_logs_in_with_it(dovecot, ad, ou, store, resource_args, tag,
+                                                                        env):
+    domain = env["MAIL_DOMAIN"]
+    upn, primary = "gil.%s@%s" % (tag, domain), "gil.smith.%s@%s" % (tag, domain)
+    ad.make_user(ou, "Gil %s" % tag, upn=upn, password="Gil-AD-pw-1", proxyAddresses=["SMTP:" + primary.upper()])
+    assert replicate_now(resource_args)["summary"]["created"] == 1
+    assert store.account(primary) is not None and store.account(upn) is None
+
+    dovecot.assert_login(primary, "Gil-AD-pw-1", True)
+    dovecot.assert_login(primary, "Gil-AD-pw-1", True, service="smtp")
+    dovecot.assert_login(primary, "Gil-AD-pw-2", False)
+    # The UPN address is an extra address. iRedMail's SQL passdb knows mailboxes only; its
+    # OpenLDAP passdb also takes a shadowAddress and logs in as the entry's mail.
+    dovecot.assert_login(upn, "Gil-AD-pw-1", store.kind == "ldap")
+
+    # Another AD user listing the address among its proxyAddresses (AD matches smtp: and
+    # SMTP: alike) makes two AD users match: Dovecot binds as neither.
+    ad.make_user(ou, "Hub %s" % tag, upn="hub.%s@%s" % (tag, domain), password="Hub-AD-pw-1",
+                 proxyAddresses=["smtp:" + primary])
+    dovecot.assert_login(primary, "Hub-AD-pw-1", False)
+    dovecot.assert_login(primary, "Gil-AD-pw-1", False)
+
+
 def test_a_user_disabled_in_ad_cannot_log_in(dovecot, ad, ou, resource_args, tag, env):
     domain = env["MAIL_DOMAIN"]
     _, bob_dn = ad.make_user(ou, "Bob %s" % tag, upn="bob.%s@%s" % (tag, domain), password="Bob-AD-pw-1")
