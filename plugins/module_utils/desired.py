@@ -38,7 +38,10 @@ class DesiredState(object):
 
     `unread` holds GUIDs known to be in AD whose entries this run did not
     read (an incremental run reads changed objects only): their accounts
-    are left as they are, neither compared nor removed. `claims` maps
+    are left as they are, neither compared nor removed; so are those of
+    users left out for an address another object claims too (written for
+    neither, but still in AD: a typo on one account must not disable
+    another's mailbox). `claims` maps
     every address a read user asks for (primary or extra, won or
     contested) to those users, for the check against the groups.
     """
@@ -85,9 +88,10 @@ def desired_accounts(users, target_domain, default_quota, attribute_map, quota_a
         for claimed in set([address]) | set(extra or ()):
             claims.setdefault(claimed, []).append(account)
 
-    accounts = _sole_claimants(candidates, skipped)
+    held = set()
+    accounts = _sole_claimants(candidates, skipped, held)
     _drop_contested_aliases(accounts, claims, skipped)
-    return DesiredState(accounts, skipped, set(unread) - read, claims)
+    return DesiredState(accounts, skipped, (set(unread) - read) | held, claims)
 
 
 def user_addresses(user, target_domain, proxy_addresses, skipped):
@@ -147,8 +151,8 @@ def _proxies_in_domain(user, values, target_domain, skipped):
     return found
 
 
-def _sole_claimants(candidates, skipped):
-    """Objects by GUID whose address no other object claims; the others go to `skipped`."""
+def _sole_claimants(candidates, skipped, held):
+    """Objects by GUID whose address no other object claims; the others go to `skipped` and `held`."""
     winners = {}
     for address, claimants in candidates.items():
         if len(claimants) == 1:
@@ -156,6 +160,7 @@ def _sole_claimants(candidates, skipped):
             continue
         others = ", ".join(sorted(obj.dn for obj in claimants))
         for obj in claimants:
+            held.add(obj.guid)
             skipped.append(Skip(obj.dn, obj.guid, address,
                                 "address claimed by %d AD objects: %s" % (len(claimants), others)))
     return winners
@@ -183,7 +188,8 @@ def leave_out_shared_addresses(desired, groups):
     keep the address and the group would be skipped, an order decided by
     nothing in AD. A user whose primary address a group claims is left
     out whole, as two users claiming one address are; a user's extra
-    address is taken off it. The group is left out either way.
+    address is taken off it. The group is left out either way. What either
+    object has in the store already stays as it is.
     """
     shared = set(desired.claims) & set(groups.claims)
     if not shared:
@@ -198,6 +204,7 @@ def leave_out_shared_addresses(desired, groups):
         account = desired.accounts[guid]
         if account.address in shared:
             del desired.accounts[guid]
+            desired.unread = desired.unread | frozenset([guid])
             desired.skipped.append(Skip(account.dn, guid, account.address, reason(account.address)))
             continue
         for alias in [alias for alias in account.aliases or () if alias in shared]:
@@ -207,6 +214,7 @@ def leave_out_shared_addresses(desired, groups):
         alias = groups.aliases[guid]
         if alias.address in shared:
             del groups.aliases[guid]
+            groups.held.add(guid)
             groups.skipped.append(Skip(alias.dn, guid, alias.address, reason(alias.address)))
 
 
@@ -216,11 +224,13 @@ class DesiredAliases(object):
     `dn_to_guid` maps the lower-cased DN of every user in the resource's
     scope to its GUID; `outside_mail` the DN of each member outside it to
     its normalised address (or None). `claims` maps every address a group
-    asks for, won or contested, to those groups.
+    asks for, won or contested, to those groups. `held` holds the groups
+    left out for a contested address: their aliases stay as they are.
     """
 
-    def __init__(self, aliases, skipped, dn_to_guid, outside_mail, claims=None):
+    def __init__(self, aliases, skipped, dn_to_guid, outside_mail, claims=None, held=()):
         self.aliases = aliases
+        self.held = set(held)
         self.skipped = skipped
         self.dn_to_guid = dn_to_guid
         self.outside_mail = outside_mail
@@ -275,8 +285,10 @@ def desired_aliases(groups, outside, target_domain, access_policy, dn_to_guid):
         alias = MailAlias(group.guid, group.dn, address, group.name, access_policy,
                           flatten(group.dn.lower(), members_of))
         candidates.setdefault(address, []).append(alias)
-    return DesiredAliases(_sole_claimants(candidates, skipped), skipped, dn_to_guid, outside_mail,
-                          claims=dict((address, list(claimants)) for address, claimants in candidates.items()))
+    held = set()
+    return DesiredAliases(_sole_claimants(candidates, skipped, held), skipped, dn_to_guid, outside_mail,
+                          claims=dict((address, list(claimants)) for address, claimants in candidates.items()),
+                          held=held)
 
 
 def unknown_members(groups, known_dns):

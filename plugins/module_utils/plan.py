@@ -210,7 +210,7 @@ def build_plan(desired, current, on_removed=REMOVED_DISABLE, stored_form=None, n
         aliases = dict((guid, alias.fields(resolve_members(alias, final_users, groups, current, skipped_members)))
                        for guid, alias in groups.aliases.items())
         planner.skipped.extend(groups.skipped + skipped_members)
-        planner.remove_groups(groups.aliases, on_removed)
+        planner.remove_groups(groups.aliases, on_removed, held=groups.held)
         planner.plan(GROUP, dict((guid, groups.aliases[guid]) for guid in aliases), (), None, False,
                      fields=aliases)
     return Plan(planner.changes, planner.skipped, planner.unchanged, planner.marks)
@@ -282,7 +282,7 @@ class _Planner(object):
         self._remove(USER, desired.accounts, desired.unread,
                      lambda managed: _removal(managed, on_removed, self.now, delete_after_days, self.marks))
 
-    def remove_groups(self, wanted, on_removed):
+    def remove_groups(self, wanted, on_removed, held=()):
         # Aliases hold no mail: a group gone from AD is deleted at once,
         # unless the resource keeps what AD removed.
         def decide(managed):
@@ -290,7 +290,7 @@ class _Planner(object):
                 return None
             return Change(DELETE, managed.guid, managed.address, dict(managed.fields), None,
                           reason="group no longer in Active Directory", object_type=GROUP)
-        self._remove(GROUP, wanted, (), decide)
+        self._remove(GROUP, wanted, held, decide)
 
     def _hold(self, guid, address, active):
         self.holders[address] = guid

@@ -109,3 +109,21 @@ def test_two_objects_claiming_one_address_are_both_left_out(ad, ou, store, resou
     reasons = [s.reason for s in plan.skipped if s.address == same]
     assert len(reasons) == 2 and all("claimed by 2 AD objects" in r for r in reasons)
     assert store.account(same) is None
+
+
+def test_a_mailbox_whose_address_another_user_takes_in_ad_keeps_working(ad, ou, store, resource_args, tag, env):
+    domain = env["MAIL_DOMAIN"]
+    same = "held.%s@%s" % (tag, domain)
+    # Samba refuses a second equal UPN; `mail` is a plain attribute.
+    resource_args = dict(resource_args, user_mail_attribute="mail", on_removed="delete", delete_after_days=0)
+    ad.make_user(ou, "Hel A %s" % tag, mail=same)
+    assert [c.kind for c in run(resource_args).changes] == ["create"]
+    # A typo in AD gives a second user the same address: neither is written,
+    # and the mailbox that exists is neither disabled nor deleted.
+    ad.make_user(ou, "Hel B %s" % tag, mail=same.upper())
+    for full in (False, True):
+        plan = run(resource_args, full=full)
+        assert plan.changes == [] and plan.marks == []
+        assert any(s.address == same for s in plan.skipped)
+        assert store.account(same)["active"] is True
+        assert doveadm_user(store, same) is not None

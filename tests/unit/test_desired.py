@@ -187,3 +187,39 @@ def test_users_and_groups_with_their_own_addresses_are_untouched():
                                       [directory_group("g1", "team@example.com", ["CN=u1,DC=corp"])])
     assert addresses(state) == {"u1": ("jo@example.com", ["joe@example.com"])}
     assert sorted(aliases.aliases) == ["g1"] and state.skipped == aliases.skipped == []
+
+
+# ------------------------------------- what a contested object has already keeps
+
+def test_users_left_out_for_a_contested_address_are_held_not_removed():
+    from ansible_collections.mailsync.iredmail.plugins.module_utils import plan as plans
+    state = desired_accounts([user("g1", "same@example.com"), user("g2", "SAME@example.com")],
+                             "example.com", 1024, MAP)
+    assert state.unread == {"g1", "g2"}
+    # g1 had the mailbox before g2 took the same address in AD: it stays as
+    # it was, active, rather than being disabled as gone from AD.
+    fields = {"address": "same@example.com", "active": True, "quota": 1024, "display_name": "User g1"}
+    current = plans.CurrentState({"g1": plans.ManagedAccount("g1", "same@example.com", fields)},
+                                 {"same@example.com"})
+    plan = plans.build_plan(state, current, on_removed="delete")
+    assert plan.changes == [] and plan.marks == []
+    assert plan.unchanged == 1
+    assert sorted(skip.guid for skip in plan.skipped) == ["g1", "g2"]
+
+
+def test_a_user_and_a_group_left_out_for_a_shared_address_keep_their_accounts():
+    from ansible_collections.mailsync.iredmail.plugins.module_utils import plan as plans
+    state, aliases = users_and_groups([proxied("u1", "hal@example.com")],
+                                      [directory_group("g1", "hal@example.com")])
+    assert "u1" in state.unread and aliases.held == {"g1"}
+    user_fields = {"address": "hal@example.com", "active": True, "quota": 1024, "display_name": "User u1",
+                   "aliases": []}
+    group_fields = {"address": "hal@example.com", "active": True, "name": "g1", "access_policy": "public",
+                    "members": []}
+    current = plans.CurrentState({"u1": plans.ManagedAccount("u1", "hal@example.com", user_fields),
+                                  "g1": plans.ManagedAccount("g1", "hal@example.com", group_fields,
+                                                             kind=plans.GROUP)},
+                                 {"hal@example.com"})
+    plan = plans.build_plan(state, current, on_removed="delete", groups=aliases)
+    assert plan.changes == []
+    assert plan.unchanged == 2
