@@ -172,6 +172,52 @@ class SQLStore(object):
         return self.query("SELECT username, domain, maildir, admin, delete_date FROM deleted_mailboxes "
                           "WHERE username = %s ORDER BY id", (username,))
 
+    # -- accounts made by hand, as an administrator would in iRedAdmin ----
+    def make_account(self, address, name="Made by hand"):
+        local, _, domain = address.partition("@")
+        maildir = "%s/%s/%s/%s/%s/" % (domain, local[0], (local + "__")[1], (local + "__")[2], local)
+        self.execute("INSERT INTO mailbox (username, password, name, storagebasedirectory, storagenode, maildir, "
+                     "quota, domain, active, passwordlastchange, created, modified) "
+                     "VALUES (%s, '{PLAIN}x', %s, '/var/vmail', 'vmail1', %s, 100, %s, 1, "
+                     "'2020-01-01 00:00:00', '2020-01-01 00:00:00', '2020-01-01 00:00:00')",
+                     (address, name, maildir, domain))
+        self.execute("INSERT INTO forwardings (address, forwarding, domain, dest_domain, is_forwarding, active) "
+                     "VALUES (%s, %s, %s, %s, 1, 1)", (address, address, domain, domain))
+
+    def make_alias(self, address, members, name="Made by hand"):
+        domain = address.partition("@")[2]
+        self.execute("INSERT INTO alias (address, name, accesspolicy, domain, active, created, modified) "
+                     "VALUES (%s, %s, 'public', %s, 1, '2020-01-01 00:00:00', '2020-01-01 00:00:00')",
+                     (address, name, domain))
+        for member in members:
+            self.execute("INSERT INTO forwardings (address, forwarding, domain, dest_domain, is_list, active) "
+                         "VALUES (%s, %s, %s, %s, 1, 1)", (address, member, domain, member.partition("@")[2]))
+
+    def snapshot(self, address):
+        """Every row that names `address`: equal snapshots mean nothing was written to it."""
+        return {
+            "mailbox": self.query("SELECT * FROM mailbox WHERE username = %s", (address,)),
+            "alias": self.query("SELECT * FROM alias WHERE address = %s", (address,)),
+            # Its own rows only: rows naming it as a member belong to aliases
+            # other tests may be changing at the same time.
+            "forwardings": self.query("SELECT * FROM forwardings WHERE address = %s ORDER BY id", (address,)),
+            "state": self.query("SELECT * FROM mailsync_object WHERE address = %s", (address,)),
+        }
+
+    def remove_by_hand(self, address):
+        for table, column in (("mailbox", "username"), ("alias", "address"), ("forwardings", "address"),
+                              ("forwardings", "forwarding")):
+            self.execute("DELETE FROM %s WHERE %s = %%s" % (table, column), (address,))
+
+    def cursor_text(self, resource):
+        rows = self.query("SELECT cursor_text FROM mailsync_cursor WHERE resource = %s", (resource,))
+        return rows[0]["cursor_text"] if rows else None
+
+    def count_in_domain(self, domain):
+        """Mailboxes, aliases and forwardings of `domain`."""
+        return dict((table, self.query("SELECT COUNT(*) AS n FROM %s WHERE domain = %%s" % table,
+                                       (domain,))[0]["n"]) for table in ("mailbox", "alias", "forwardings"))
+
     def close(self):
         self.conn.close()
 
@@ -218,6 +264,7 @@ class LDAPStore(object):
 
     def __init__(self, env):
         import ldap
+        import ldap.modlist
         self.ldap = ldap
         self.env = env
         self.conn = ldap.initialize(env["OPENLDAP_URI"])
@@ -299,6 +346,64 @@ class LDAPStore(object):
 
     def count_matching(self, filterstr):
         return len(self.conn.search_s(self.base_dn, self.ldap.SCOPE_SUBTREE, filterstr, ["1.1"]))
+
+    # -- accounts made by hand, as an administrator would in iRedAdmin ----
+    def domain_dn(self, domain):
+        return "domainName=%s,%s" % (domain, self.base_dn)
+
+    def make_account(self, address, name="Made by hand"):
+        local, _, domain = address.partition("@")
+        home = "/var/vmail/vmail1/%s/%s/%s/%s/%s/" % (domain, local[0], (local + "__")[1], (local + "__")[2], local)
+        attrs = {"objectClass": [b"inetOrgPerson", b"mailUser", b"shadowAccount", b"amavisAccount"],
+                 "mail": [address.encode()], "uid": [local.encode()], "cn": [name.encode()], "sn": [local.encode()],
+                 "userPassword": [b"{PLAIN}x"], "homeDirectory": [home.encode()], "accountStatus": [b"active"],
+                 "enabledService": [b"mail", b"deliver", b"lda", b"lmtp", b"smtp", b"imap", b"internal"],
+                 "mailQuota": [b"104857600"], "amavisLocal": [b"TRUE"]}
+        self.conn.add_s("mail=%s,ou=Users,%s" % (address, self.domain_dn(domain)),
+                        self.ldap.modlist.addModlist(attrs))
+
+    def make_alias(self, address, members, name="Made by hand"):
+        domain = address.partition("@")[2]
+        attrs = {"objectClass": [b"mailAlias"], "mail": [address.encode()], "cn": [name.encode()],
+                 "accountStatus": [b"active"], "enabledService": [b"mail", b"deliver"],
+                 "mailForwardingAddress": [m.encode() for m in members]}
+        self.conn.add_s("mail=%s,ou=Aliases,%s" % (address, self.domain_dn(domain)),
+                        self.ldap.modlist.addModlist(attrs))
+
+    def snapshot(self, address):
+        """Every entry with `address`, operational attributes included: entryCSN and
+        modifyTimestamp change with any write, even one that sets the same values."""
+        found = self.conn.search_s(self.base_dn, self.ldap.SCOPE_SUBTREE, "(|(mail=%s)(shadowAddress=%s))"
+                                   % (address, address), ["*", "+"])
+        return sorted((dn, dict((k, sorted(v)) for k, v in attrs.items())) for dn, attrs in found)
+
+    def remove_by_hand(self, address):
+        domain = address.partition("@")[2]
+        for ou in ("Users", "Aliases"):
+            try:
+                self.conn.delete_s("mail=%s,ou=%s,%s" % (address, ou, self.domain_dn(domain)))
+            except self.ldap.NO_SUCH_OBJECT:
+                pass
+
+    def cursor_text(self, resource):
+        prefix = "mailsyncCursor:%s=" % resource
+        for _, attrs in self.conn.search_s(self.base_dn, self.ldap.SCOPE_ONELEVEL, "(objectClass=mailDomain)",
+                                           ["accountSetting"]):
+            for value in attrs.get("accountSetting", []):
+                if value.decode().startswith(prefix):
+                    return value.decode()[len(prefix):]
+        return None
+
+    def count_in_domain(self, domain):
+        """Users and aliases of `domain` (none for a domain not hosted)."""
+        counts = {}
+        for ou in ("Users", "Aliases"):
+            try:
+                counts[ou] = len(self.conn.search_s("ou=%s,%s" % (ou, self.domain_dn(domain)),
+                                                    self.ldap.SCOPE_ONELEVEL, "(objectClass=*)", ["1.1"]))
+            except self.ldap.NO_SUCH_OBJECT:
+                counts[ou] = 0
+        return counts
 
     def close(self):
         self.conn.unbind_s()

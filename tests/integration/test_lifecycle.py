@@ -126,14 +126,25 @@ def test_profile_and_quota_changes_in_ad_update_the_account(ad, ou, store, resou
 
 def test_removed_users_follow_the_policy(ad, ou, store, resource_args, tag, env):
     keep, gone, moved = address(tag, "keep", env), address(tag, "gone", env), address(tag, "moved", env)
+    # Accounts replication did not create: the seeded postmaster, one made by
+    # hand, and one made by hand at the address of an AD user that then
+    # leaves AD (skipped as a conflict, so never replication's to remove).
+    handmade, clash = address(tag, "handmade", env), address(tag, "clash", env)
+    others = ["postmaster@%s" % env["MAIL_DOMAIN"], handmade, clash]
+    store.make_account(handmade)
+    store.make_account(clash)
     ad.make_user(ou, "Keep %s" % tag, upn=keep)
     _, gone_dn = ad.make_user(ou, "Gone %s" % tag, upn=gone)
     _, moved_dn = ad.make_user(ou, "Moved %s" % tag, upn=moved)
+    _, clash_dn = ad.make_user(ou, "Clash %s" % tag, upn=clash)
+    untouched = dict((other, store.snapshot(other)) for other in others)
     elsewhere = ad.make_ou()
     try:
-        replicate_now(dict(resource_args, on_removed="keep"))
+        first = replicate_now(dict(resource_args, on_removed="keep"))
+        assert [skip["address"] for skip in first["skipped_objects"]] == [clash], first
         home = store.account(gone)["home"]
         ad.conn.delete(gone_dn)
+        ad.conn.delete(clash_dn)
         ad.conn.modify_dn(moved_dn, moved_dn.split(",")[0], new_superior=elsewhere)
 
         result = replicate_now(dict(resource_args, on_removed="keep"))
@@ -144,9 +155,11 @@ def test_removed_users_follow_the_policy(ad, ou, store, resource_args, tag, env)
         assert result["summary"]["disabled"] == 2
         assert store.account(gone)["active"] is False and store.account(moved)["active"] is False
         assert store.account(keep)["active"] is True
+        assert dict((other, store.snapshot(other)) for other in others) == untouched
 
         result = replicate_now(dict(resource_args, on_removed="delete", delete_after_days=0))
         assert result["summary"]["deleted"] == 2
+        assert dict((other, store.snapshot(other)) for other in others) == untouched
         assert store.account(gone) is None and store.account(moved) is None
         assert [m["address"] for m in store.managed(resource_args["name"])] == [keep]
         if store.kind != "ldap":
@@ -158,8 +171,11 @@ def test_removed_users_follow_the_policy(ad, ou, store, resource_args, tag, env)
         assert rows[0]["maildir"].rstrip("/") == home, "the row must name the mailbox the account had"
         assert (rows[0]["domain"], rows[0]["admin"], rows[0]["delete_date"]) == \
             (env["MAIL_DOMAIN"], "mailsync:%s" % resource_args["name"], None)
+        assert store.deleted_mailboxes(handmade) == [] and store.deleted_mailboxes(clash) == []
     finally:
         ad.delete_tree(elsewhere)
+        store.remove_by_hand(handmade)
+        store.remove_by_hand(clash)
 
 
 def test_delete_waits_for_the_grace_period(ad, ou, store, resource_args, tag, env):
