@@ -62,6 +62,12 @@ def test_ad_users_become_working_mailboxes(ad, ou, store, resource_args, tag, en
         assert len(entry["enabledService"]) == 34
         assert {"mail", "deliver", "lda", "lmtp", "smtp", "imapsecured", "internal"} <= set(entry["enabledService"])
         assert entry["amavisLocal"] == ["TRUE"]
+        # The deprecated pair iRedMail's older tools and iRedAdmin's deletion
+        # fall back to names the same directory as homeDirectory.
+        assert entry["storageBaseDirectory"] == ["/var/vmail"]
+        assert entry["mailMessageStore"] == ["vmail1/%s/" % home.group(1)]
+        assert entry["homeDirectory"] == ["%s/%s" % (entry["storageBaseDirectory"][0],
+                                                     entry["mailMessageStore"][0])]
     else:
         row = store.mailbox(jane)
         assert row["domain"] == domain

@@ -44,6 +44,7 @@ from ansible_collections.mailsync.iredmail.plugins.module_utils.model import (
     DEFAULT_USER_SERVICES,
     local_part,
     maildir_path,
+    split_storage_base,
     unusable_password_hash,
 )
 from ansible_collections.mailsync.iredmail.plugins.module_utils import plan as plans
@@ -336,6 +337,8 @@ class LDAPBackend(Backend):
         after = change.after
         address = after["address"]
         local = local_part(address)
+        base, node = split_storage_base(settings.storage_base_directory)
+        maildir = maildir_path(address, now)
         attrs = {
             "objectClass": [_b(c) for c in USER_OBJECT_CLASSES],
             "mail": [_b(address)],
@@ -343,7 +346,12 @@ class LDAPBackend(Backend):
             "cn": [_b(local)],
             "sn": [_b(local)],
             "userPassword": [_b(unusable_password_hash())],
-            "homeDirectory": [_b(settings.storage_base_directory.rstrip("/") + "/" + maildir_path(address, now))],
+            "homeDirectory": [_b("%s/%s/%s" % (base, node, maildir))],
+            # Deprecated since iRedMail 0.9.8 but still in mailUser: iRedMail's
+            # older tools and iRedAdmin's deletion fall back to this pair when
+            # homeDirectory is missing, so it names the same directory.
+            "storageBaseDirectory": [_b(base)],
+            "mailMessageStore": [_b("%s/%s" % (node, maildir))],
             "accountStatus": [b"active" if after["active"] else b"disabled"],
             "enabledService": [_b(s) for s in DEFAULT_USER_SERVICES],
             "shadowLastChange": [_b(str((now - datetime.datetime(1970, 1, 1)).days))],
@@ -399,7 +407,8 @@ class LDAPBackend(Backend):
         if change.kept is not None:
             self._replace_settings(dn, KEPT_ADDRESS, [KEPT_ADDRESS + a for a in sorted(change.kept)])
         if old != new:
-            # The mail home keeps its path: renaming moves no mail.
+            # The mail home keeps its path, and so do homeDirectory,
+            # storageBaseDirectory and mailMessageStore: renaming moves no mail.
             self.conn.rename_s(dn, "mail=%s" % ldap.dn.escape_dn_chars(new), delold=1)
 
     def alias_dn(self, address, domain):
