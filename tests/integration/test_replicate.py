@@ -5,7 +5,11 @@ import os
 import re
 import stat
 
+import pytest
+
 from lab import doveadm_auth, doveadm_user, postmap, run_playbook
+
+from ansible_collections.mailsync.iredmail.plugins.module_utils import errors, replicate, resource as resources
 
 
 def declare_and_replicate(args, check=False, diff=False, replicate_name="replicate"):
@@ -188,6 +192,13 @@ def test_disabled_ad_user_becomes_a_disabled_mailbox(ad, ou, store, resource_arg
     assert doveadm_user(store, eve) is None
 
 
+def make_group(ad, ou, cn, mail, members):
+    dn = "CN=%s,%s" % (cn, ou)
+    ad.conn.add(dn, ["top", "group"], {"sAMAccountName": ("g" + cn.replace(" ", ""))[:20], "mail": mail,
+                                       "member": list(members)})
+    return dn
+
+
 def test_target_domain_must_be_hosted_and_active(ad, ou, store, resource_args, tag, env):
     frank = "frank.%s@%s" % (tag, env["MAIL_DOMAIN_DISABLED"])
     ad.make_user(ou, "Frank %s" % tag, upn=frank)
@@ -201,6 +212,51 @@ def test_target_domain_must_be_hosted_and_active(ad, ou, store, resource_args, t
         assert result["failed"] is True
         assert words in result["msg"] and "nothing was written" in result["msg"]
     assert store.managed(resource_args["name"]) == [] and store.account(frank) is None
+
+
+def plan_then_apply(args, meanwhile):
+    """One run, with `meanwhile` done between reading the store and writing to it."""
+    options = dict((k, v) for k, v in args.items() if k not in ("name", "config_dir"))
+    resources.store(args["config_dir"], args["name"], resources.with_defaults(options))
+    resource = resources.load(args["config_dir"], args["name"])
+    with replicate.open_backend(resource.backend) as backend:
+        plan, domain = replicate.plan_replication(resource, backend)
+        meanwhile()
+        backend.apply(plan, resource.name, domain, resource)
+    return plan
+
+
+@pytest.mark.parametrize("kind", ["user", "alias"])
+def test_an_account_made_by_hand_while_a_run_plans_is_left_alone(ad, ou, store, resource_args, tag, env, kind):
+    domain = env["MAIL_DOMAIN"]
+    ann, team = "ann.%s@%s" % (tag, domain), "team.%s@%s" % (tag, domain)
+    _, ann_dn = ad.make_user(ou, "Ann %s" % tag, upn=ann)
+    make_group(ad, ou, "Team %s" % tag, team, [ann_dn])
+    target = ann if kind == "user" else team
+    made = {}
+
+    def by_hand():
+        if kind == "user":
+            store.make_account(ann)
+        else:
+            store.make_alias(team, ["postmaster@%s" % domain])
+        made["snapshot"] = store.snapshot(target)
+
+    try:
+        with pytest.raises(errors.BackendError) as failed:
+            plan_then_apply(resource_args, by_hand)
+        assert made["snapshot"] and store.snapshot(target) == made["snapshot"]
+        if store.kind == "ldap":
+            assert "%s was created in OpenLDAP by someone else" % target in str(failed.value)
+        assert store.cursor_text(resource_args["name"]) is None
+
+        # The next run reads it as someone else's: a conflict, still untouched.
+        plan = plan_then_apply(resource_args, lambda: None)
+        assert target in [skip.address for skip in plan.skipped]
+        assert target not in [m["address"] for m in store.managed(resource_args["name"])]
+        assert store.snapshot(target) == made["snapshot"]
+    finally:
+        store.remove_by_hand(target)
 
 
 def test_resource_file_is_root_only_and_secrets_never_shown(ad, ou, store, resource_args, tag, env, secrets):

@@ -374,9 +374,22 @@ class LDAPBackend(Backend):
         try:
             self.conn.add_s(dn, ldap.modlist.addModlist(attrs))
         except ldap.ALREADY_EXISTS:
-            # Left by a run that stopped after writing it: same anchor, so
-            # the entry is ours; bring it to the desired state.
+            # Written after this run read the domain: by a concurrent run of
+            # this resource (ours, brought to the desired state) or by
+            # someone else (never touched).
+            self._require_anchor(dn, address, resource, change.guid)
             self.conn.modify_s(dn, self._status_modlist(after) + self._profile_modlist(after))
+
+    def _require_anchor(self, dn, address, resource, guid):
+        """Raise unless the entry at `dn` carries this resource's anchor for `guid`."""
+        entries = self._search(dn, ldap.SCOPE_BASE, "(objectClass=*)", ["accountSetting"], "reading %s" % dn)
+        values = set(entries[0][1].get("accountSetting", [])) if entries else set()
+        if {_b(ANCHOR_RESOURCE + resource), _b(ANCHOR_GUID + guid)} <= values:
+            return
+        raise BackendError(
+            "%s was created in OpenLDAP by someone else after this run read the domain; replication does not "
+            "manage it and left it unchanged; the next run reports it as a conflict and completes the changes "
+            "not yet made" % address)
 
     @staticmethod
     def _status_modlist(fields):
@@ -441,7 +454,8 @@ class LDAPBackend(Backend):
                 self.conn.add_s(dn, ldap.modlist.addModlist(attrs))
                 return
             except ldap.ALREADY_EXISTS:
-                pass  # left by a stopped run with our anchor: bring it up to date
+                # Ours only if a concurrent run of this resource wrote it.
+                self._require_anchor(dn, after["address"], resource, change.guid)
         old_dn = self.alias_dn(change.address, domain.name)
         # One modify then the RDN: until the RDN changes, a stopped run is
         # redone whole by the next one.

@@ -318,8 +318,10 @@ class SQLBackend(Backend):
                 values[column] = 0
         if change.recreate:
             # A managed account removed by hand leaves its forwardings and
-            # its state row behind; clear them so the create is as new.
-            cur.execute("DELETE FROM mailbox WHERE username = %s", (address,))
+            # its state row behind; clear them so the create is as new. A
+            # mailbox row is never deleted here: one at this address was made
+            # by someone else after the plan was read, and the insert below
+            # failing rolls the whole plan back with it untouched.
             cur.execute("DELETE FROM forwardings WHERE forwarding = %s AND (address = %s OR is_alias = 1)",
                         (address, address))
             cur.execute("DELETE FROM %s WHERE resource = %%s AND guid = %%s" % STATE_TABLE,
@@ -438,7 +440,9 @@ class SQLBackend(Backend):
         row = {"address": address, "name": after["name"], "accesspolicy": after["access_policy"],
                "active": active, "modified": now}
         if before is None:
-            cur.execute("DELETE FROM alias WHERE address = %s", (address,))
+            # No DELETE of an alias row: one at this address was made by
+            # someone else after the plan was read, and the insert failing
+            # rolls the plan back with it untouched.
             cur.execute("DELETE FROM %s WHERE resource = %%s AND guid = %%s" % STATE_TABLE, (resource, change.guid))
             self._insert(cur, "alias", dict(row, domain=domain.name, created=now))
             self._insert(cur, STATE_TABLE, {"resource": resource, "guid": change.guid, "kind": plans.GROUP,
