@@ -200,18 +200,32 @@ def make_group(ad, ou, cn, mail, members):
 
 
 def test_target_domain_must_be_hosted_and_active(ad, ou, store, resource_args, tag, env):
-    frank = "frank.%s@%s" % (tag, env["MAIL_DOMAIN_DISABLED"])
-    ad.make_user(ou, "Frank %s" % tag, upn=frank)
-    for domain, words in ((env["MAIL_DOMAIN_DISABLED"], "is disabled"),
-                          (env["MAIL_DOMAIN_BACKUPMX"], "backup MX"),
-                          ("nowhere-%s.example.org" % tag, "is not hosted")):
+    cases = ((env["MAIL_DOMAIN_DISABLED"], "is disabled"),
+             (env["MAIL_DOMAIN_BACKUPMX"], "backup MX"),
+             ("nowhere-%s.example.org" % tag, "is not hosted"))
+    # In each domain a user and a group: had the check come after AD was
+    # read, each run would have had an account and an alias to write.
+    addresses = []
+    for number, (domain, _) in enumerate(cases):
+        user, team = "frank.%s@%s" % (tag, domain), "team%d.%s@%s" % (number, tag, domain)
+        _, dn = ad.make_user(ou, "Frank%d %s" % (number, tag), upn=user)
+        make_group(ad, ou, "Team%d %s" % (number, tag), team, [dn])
+        addresses += [user, team]
+    before = dict((address, store.snapshot(address)) for address in addresses)
+    counts = dict((domain, store.count_in_domain(domain)) for domain, _ in cases)
+
+    for domain, words in cases:
         args = dict(resource_args, target_domain=domain)
         run = declare_and_replicate(args)
         assert run.returncode != 0
         result = run.task("replicate")
         assert result["failed"] is True
         assert words in result["msg"] and "nothing was written" in result["msg"]
-    assert store.managed(resource_args["name"]) == [] and store.account(frank) is None
+        assert store.managed(resource_args["name"]) == []
+        assert store.cursor_text(resource_args["name"]) is None
+        assert dict((address, store.snapshot(address)) for address in addresses) == before
+        assert dict((d, store.count_in_domain(d)) for d, _ in cases) == counts
+    assert store.account(addresses[0]) is None
 
 
 def plan_then_apply(args, meanwhile):
