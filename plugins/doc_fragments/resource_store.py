@@ -19,5 +19,7 @@ options:
 requirements:
   - python >= 3.8
   - ldap3
-  - PyMySQL (for the mysql backend)
+  - PyMySQL (for the mysql backend, and for an iRedAdmin database on MariaDB/MySQL)
+  - psycopg2 (for the pgsql backend, and for an iRedAdmin database on PostgreSQL)
+  - python-ldap (for the ldap backend)
 '''
