@@ -71,3 +71,44 @@ def test_collection_builds(tmp_path):
     listing = subprocess.run(["tar", "tzf", built[0]], capture_output=True, text=True, check=True).stdout
     assert "plugins/modules/ad_replicate.py" in listing
     assert ".lab/" not in listing and ".venv/" not in listing and ".collections/" not in listing
+
+
+class SpecSeen(Exception):
+    pass
+
+
+def ad_resource_argument_spec(monkeypatch):
+    """The argument spec ad_resource really hands to AnsibleModule, not one rebuilt here."""
+    from ansible_collections.mailsync.iredmail.plugins.modules import ad_resource
+    seen = {}
+
+    def capture(argument_spec, **kwargs):
+        seen.update(argument_spec)
+        raise SpecSeen()
+
+    monkeypatch.setattr(ad_resource, "AnsibleModule", capture)
+    with pytest.raises(SpecSeen):
+        ad_resource.main()
+    return seen
+
+
+def test_ad_resource_defaults_are_the_documented_contract(monkeypatch):
+    spec = ad_resource_argument_spec(monkeypatch)
+    defaults = dict((key, option.get("default")) for key, option in spec.items())
+    assert defaults["config_dir"] == "/etc/mailsync/resources"
+    assert defaults["state"] == "present"
+    assert defaults["start_tls"] is False
+    assert defaults["validate_certs"] is True
+    assert defaults["group_filter"] == "(objectClass=group)"
+    assert defaults["user_mail_attribute"] == "userPrincipalName"
+    assert defaults["group_mail_attribute"] == "mail"
+    assert defaults["replicate_groups"] is True
+    assert defaults["on_removed"] == "disable"
+    assert spec["backend"]["options"]["database"]["default"] == "vmail"
+    # SAM_NORMAL_USER_ACCOUNT: every user account, and no computer (805306369)
+    # or trust account; nothing on userAccountControl, so disabled users are
+    # selected too and become disabled mailboxes instead of removed ones.
+    user_filter = defaults["user_filter"]
+    assert "(sAMAccountType=805306368)" in user_filter
+    assert "805306369" not in user_filter and "computer" not in user_filter.lower()
+    assert "userAccountControl" not in user_filter and "!" not in user_filter
