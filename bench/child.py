@@ -133,7 +133,7 @@ def instrument(phases):
     except ImportError:
         pass
     for cls in backends:
-        for attribute in ("domain_info", "read_cursor", "current_state", "apply"):
+        for attribute in ("domain_info", "read_cursor", "current_state", "addresses_in_use", "apply"):
             if attribute in cls.__dict__:
                 phases.wrap(cls, attribute, "backend." + attribute)
 

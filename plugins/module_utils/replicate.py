@@ -278,6 +278,28 @@ def read_outside_members(conn, read, mail_attribute):
     return outside
 
 
+# Above this many addresses to check, one read of every address of the
+# domain costs less than looking them up in batches.
+CANDIDATE_LIMIT = 2000
+
+
+def addresses_to_check(desired, groups, current):
+    """Every address the plan may test against the ones in use: what the objects read ask for."""
+    wanted = set()
+    for guid, account in desired.accounts.items():
+        wanted.add(account.address)
+        wanted.update(account.aliases or ())
+        managed = current.managed.get(guid)
+        if managed is not None:
+            # a rename may keep the old address as an alias
+            wanted.add(managed.address)
+            wanted.update(managed.kept)
+    if groups is not None:
+        wanted.update(alias.address for alias in groups.aliases.values())
+        wanted.update(mail for mail in groups.outside_mail.values() if mail)
+    return wanted
+
+
 def fingerprint(resource):
     return settings_fingerprint(dict((key, resource.options.get(key)) for key in READ_SETTINGS))
 
@@ -315,6 +337,12 @@ def plan_replication(resource, backend, full=False):
         groups = desired_aliases(read.groups, read.outside, resource.target_domain, resource.access_policy,
                                  read.dn_to_guid())
         leave_out_shared_addresses(desired, groups)
+    # A full run checks nearly every address of the domain: one read of all
+    # of them is cheaper than looking each up.
+    candidates = None if read.mode == "full" else addresses_to_check(desired, groups, current)
+    if candidates is not None and len(candidates) > CANDIDATE_LIMIT:
+        candidates = None
+    current.taken_addresses = backend.addresses_in_use(resource.name, resource.target_domain, candidates)
     plan = build_plan(desired, current, resource.on_removed, backend.stored_form, now=now,
                       delete_after_days=resource.delete_after_days, keep_old_address=resource.keep_old_address,
                       groups=groups)

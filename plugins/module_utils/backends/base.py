@@ -65,7 +65,20 @@ class Backend(object):
         raise NotImplementedError
 
     def current_state(self, resource, domain):
-        """A plan.CurrentState for the accounts `resource` manages in `domain`."""
+        """A plan.CurrentState for the accounts `resource` manages in `domain`.
+
+        Its `taken_addresses` may be None: they are read by
+        `addresses_in_use` once the run knows which addresses it wants.
+        """
+        raise NotImplementedError
+
+    def addresses_in_use(self, resource, domain, candidates=None):
+        """The addresses taken in `domain` (and by other resources anywhere), lower case.
+
+        With `candidates`, only which of those are taken: an incremental run
+        asks about the few addresses it plans to write, not about every
+        address of the domain.
+        """
         raise NotImplementedError
 
     def apply(self, plan, resource, domain, settings):

@@ -61,6 +61,8 @@ PROFILE_ATTRIBUTES = {
 }
 # inetOrgPerson requires cn and sn: without a value, iRedAdmin uses the local part.
 REQUIRED_NAME_FIELDS = ("display_name", "last_name")
+# addresses per search when a run asks about some addresses only
+ADDRESS_BATCH = 100
 ANCHOR_RESOURCE = "mailsyncResource:"
 ANCHOR_GUID = "mailsyncGUID:"
 REMOVED_SINCE = "mailsyncRemovedSince:"
@@ -225,8 +227,8 @@ class LDAPBackend(Backend):
 
     def current_state(self, resource, domain):
         anchor = ldap.filter.escape_filter_chars(ANCHOR_RESOURCE + resource)
-        managed, alias_owner, taken = {}, {}, set()
-        # One str per address, shared by the account, its fields and `taken`.
+        managed, alias_owner = {}, {}
+        # One str per address, shared by the account and its fields.
         seen = {}
 
         def address_of(value):
@@ -257,11 +259,25 @@ class LDAPBackend(Backend):
                       "name": _first(entry, "cn") or "", "access_policy": _first(entry, "accessPolicy") or "public",
                       "members": sorted(v.decode("utf-8").lower() for v in entry.get("mailForwardingAddress", []))}
             managed[guid] = plans.ManagedAccount(guid, address, fields, kind=plans.GROUP)
-        for dummy, entry in self._paged(self.domain_dn(domain), ldap.SCOPE_SUBTREE, "(|(mail=*)(shadowAddress=*))",
-                                        ["mail", "shadowAddress"], "reading the addresses of %s" % domain):
-            for value in entry.get("mail", []) + entry.get("shadowAddress", []):
-                taken.add(address_of(value))
-        return plans.CurrentState(managed, taken, alias_owner)
+        return plans.CurrentState(managed, None, alias_owner)
+
+    def addresses_in_use(self, resource, domain, candidates=None):
+        # mail and shadowAddress are indexed in iRedMail's slapd: a few
+        # equality searches answer an incremental run's question.
+        if candidates is None:
+            filters = ["(|(mail=*)(shadowAddress=*))"]
+        else:
+            wanted = sorted(candidates)
+            filters = ["(|%s)" % "".join("(mail=%s)(shadowAddress=%s)" % (value, value) for value in
+                                         (ldap.filter.escape_filter_chars(a) for a in wanted[start:start + ADDRESS_BATCH]))
+                       for start in range(0, len(wanted), ADDRESS_BATCH)]
+        taken = set()
+        for search in filters:
+            for dummy, entry in self._paged(self.domain_dn(domain), ldap.SCOPE_SUBTREE, search, ["mail", "shadowAddress"],
+                                            "reading the addresses of %s" % domain):
+                for value in entry.get("mail", []) + entry.get("shadowAddress", []):
+                    taken.add(value.decode("utf-8").lower())
+        return taken
 
     @staticmethod
     def _managed_user(entry, address_of):

@@ -42,6 +42,8 @@ from ansible_collections.mailsync.iredmail.plugins.module_utils import plan as p
 
 STATE_TABLE = "mailsync_object"
 CURSOR_TABLE = "mailsync_cursor"
+# addresses per query when a run asks about some addresses only
+ADDRESS_BATCH = 500
 
 # model profile field -> mailbox column. iRedMail's SQL schema has no
 # column for a job title, so `title` is not stored on SQL backends.
@@ -205,14 +207,6 @@ class SQLBackend(Backend):
                 "SELECT o.guid, o.address, o.removed_since, o.kept_addresses, %s FROM %s o "
                 "LEFT JOIN mailbox m ON m.username = o.address "
                 "WHERE o.resource = %%s AND o.kind = 'user'" % (columns, STATE_TABLE), (resource,))
-            taken = self._query(
-                "SELECT address FROM forwardings WHERE domain = %s "
-                "UNION SELECT address FROM alias WHERE domain = %s "
-                "UNION SELECT username FROM mailbox WHERE domain = %s", (domain, domain, domain))
-            # Addresses owned by other resources count as taken, wherever
-            # their mailbox lives.
-            taken_state = self._query(
-                "SELECT address FROM %s WHERE resource <> %%s" % STATE_TABLE, (resource,))
             aliases = self._query(
                 "SELECT f.address, o.guid FROM forwardings f JOIN %s o ON f.forwarding = o.address "
                 "WHERE o.resource = %%s AND o.kind = 'user' AND f.is_alias = 1" % STATE_TABLE, (resource,))
@@ -249,8 +243,36 @@ class SQLBackend(Backend):
                 values = {"address": found, "active": int(active) == 1, "name": name or "",
                           "access_policy": policy or "public", "members": sorted(members_of.get(found, []))}
             managed[guid] = plans.ManagedAccount(guid, address, values, removed_since, kind=plans.GROUP)
-        taken_addresses = set(r[0].lower() for r in taken) | set(r[0] for r in taken_state)
-        return plans.CurrentState(managed, taken_addresses, dict((r[0].lower(), r[1]) for r in aliases))
+        return plans.CurrentState(managed, None, dict((r[0].lower(), r[1]) for r in aliases))
+
+    def addresses_in_use(self, resource, domain, candidates=None):
+        # Addresses owned by other resources count as taken, wherever their
+        # mailbox lives; the rest only within the domain.
+        union = ("SELECT address FROM forwardings WHERE domain = %s{0} "
+                 "UNION SELECT address FROM alias WHERE domain = %s{0} "
+                 "UNION SELECT username FROM mailbox WHERE domain = %s{1} "
+                 "UNION SELECT address FROM " + STATE_TABLE + " WHERE resource <> %s{0}")
+        taken = set()
+        try:
+            if candidates is None:
+                rows = self._query(union.format("", ""), (domain, domain, domain, resource))
+                taken.update(row[0].lower() for row in rows)
+            else:
+                wanted = sorted(candidates)
+                for start in range(0, len(wanted), ADDRESS_BATCH):
+                    batch = wanted[start:start + ADDRESS_BATCH]
+                    # LOWER(): PostgreSQL compares case-sensitively, and an
+                    # address typed by hand may not be lower case.
+                    marks = ", ".join(["%s"] * len(batch))
+                    rows = self._query(union.format(" AND LOWER(address) IN (%s)" % marks,
+                                                    " AND LOWER(username) IN (%s)" % marks),
+                                       tuple([domain] + batch + [domain] + batch + [domain] + batch
+                                             + [resource] + batch))
+                    taken.update(row[0].lower() for row in rows)
+            self.conn.rollback()
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail("reading the addresses in use in %s" % domain, exc)
+        return taken
 
     # -- writing ---------------------------------------------------------
     def apply(self, plan, resource, domain, settings):
