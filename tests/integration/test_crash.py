@@ -118,12 +118,22 @@ class Directory(object):
         renamed, chain, toggled, deleted, proxied = (picked[:60], picked[60:62], picked[62:102], picked[102:117],
                                                      picked[117:140])
         modify = []
+
+        def rename(user, address):
+            # As Exchange does when the primary address changes: the SMTP:
+            # value follows it (it is the mailbox address) and the rest stay.
+            replace = {"userPrincipalName": [address]}
+            if any(p.startswith("SMTP:") for p in user["proxy"]):
+                others = [p for p in user["proxy"] if not p.startswith("SMTP:")]
+                replace["proxyAddresses"] = ["SMTP:" + address] + others
+            modify.append({"dn": user["dn"], "replace": replace})
+
         for user in renamed:
-            modify.append({"dn": user["dn"], "replace": {"userPrincipalName": [self.address("r")]}})
+            rename(user, self.address("r"))
         # One address freed by a rename is taken by another user in the same run.
         first, second = chain
-        modify.append({"dn": first["dn"], "replace": {"userPrincipalName": [self.address("r")]}})
-        modify.append({"dn": second["dn"], "replace": {"userPrincipalName": [first["upn"]]}})
+        rename(first, self.address("r"))
+        rename(second, first["upn"])
         for user in toggled:
             modify.append({"dn": user["dn"], "replace": {"userAccountControl": [user["uac"] ^ 0x2]}})
         for user in proxied:
@@ -143,8 +153,12 @@ class Directory(object):
         users = {}
         by_dn = {}
         for user in state["users"]:
-            address = user["upn"].lower()
-            proxies = sorted(p[5:].lower() for p in user["proxy"] if p.startswith("smtp:") and p[5:].lower() != address)
+            # The SMTP: proxy address is the mailbox address, the UPN another one.
+            upn = user["upn"].lower()
+            primaries = [p[5:].lower() for p in user["proxy"] if p.startswith("SMTP:")]
+            address = primaries[0] if len(primaries) == 1 else upn
+            proxies = set(p[5:].lower() for p in user["proxy"] if p.startswith("smtp:")) | set([upn])
+            proxies = sorted(proxies - set([address]))
             users[user["guid"]] = {"address": address, "active": not user["uac"] & 0x2, "aliases": proxies}
             by_dn[user["dn"].lower()] = users[user["guid"]]
         members_of = dict((g["dn"].lower(), [m.lower() for m in g["member"]]) for g in state["groups"])
