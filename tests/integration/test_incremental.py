@@ -232,3 +232,39 @@ def test_a_quiet_domain_leaves_aliases_unread(ad, ou, store, resource_args, tag,
     assert not busy and group_reads == [1]
     answer = postmap(store, "virtual_alias_maps", "qgroup.%s@%s" % (tag, domain))
     assert sorted(answer.split(",")) == ["q.%s@%s" % (tag, domain)]
+
+
+def test_an_incremental_run_still_sees_the_addresses_in_use(ad, ou, store, resource_args, tag, env, monkeypatch):
+    """Incremental runs ask the store about the addresses they plan to write only: they still find the
+    hand-made account, another replicated account's address and a member that exists outside the scope."""
+    domain = env["MAIL_DOMAIN"]
+    a = lambda name: "%s.%s@%s" % (name, tag, domain)  # noqa: E731
+    _, kim = ad.make_user(ou, "Kim %s" % tag, upn=a("kim"))
+    _, lou = ad.make_user(ou, "Lou %s" % tag, upn=a("lou"))
+    assert run(resource_args).summary["created"] == 2
+    asked = []
+    opened = replicate.open_backend
+
+    def recording(options):
+        backend = opened(options)
+        in_use = backend.addresses_in_use
+        backend.addresses_in_use = lambda resource, domain_, candidates=None: (
+            asked.append(candidates) or in_use(resource, domain_, candidates))
+        return backend
+
+    monkeypatch.setattr(replicate, "open_backend", recording)
+    store.make_account(a("hand"))
+    try:
+        before = store.snapshot(a("hand"))
+        ad.modify(kim, userPrincipalName=a("hand"))  # taken by an account replication did not make
+        ad.modify(lou, userPrincipalName=a("kim.new"))
+        plan = run(resource_args)
+        assert plan.mode == "incremental"
+        assert asked == [{a("hand"), a("kim"), a("kim.new"), a("lou")}]
+        assert [(c.kind, c.address, c.new_address) for c in plan.changes] == [("rename", a("lou"), a("kim.new"))]
+        assert [s.reason for s in plan.skipped if s.address == a("hand")] == [
+            "cannot rename %s: address already used by an account replication does not manage" % a("kim")]
+        assert store.snapshot(a("hand")) == before
+        assert store.account(a("kim"))["active"] is True
+    finally:
+        store.remove_by_hand(a("hand"))
