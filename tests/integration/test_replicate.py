@@ -298,3 +298,6 @@ def test_resource_file_is_root_only_and_secrets_never_shown(ad, ou, store, resou
     assert declared["changed"] is True
     assert declared["diff"]["after"]["bind_password"] == "******** (changed)"
     assert env["AD_BIND_PASSWORD"] not in json.dumps(declared)
+    # ...in check mode: the file still holds the old password.
+    with open(path) as handle:
+        assert json.load(handle) == stored
