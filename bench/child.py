@@ -312,6 +312,8 @@ def floor_write_ldap(env, read):
             "cn": [(display or local).encode()], "sn": [(sn or local).encode()],
             "userPassword": [unusable_hash().encode()],
             "homeDirectory": [("/var/vmail/vmail1/" + maildir_path(address, now)).encode()],
+            "storageBaseDirectory": [b"/var/vmail"],
+            "mailMessageStore": [("vmail1/" + maildir_path(address, now)).encode()],
             "accountStatus": [b"disabled" if uac & 2 else b"active"],
             "enabledService": services, "shadowLastChange": [days], "amavisLocal": [b"TRUE"],
             "mailboxFormat": [b"maildir"], "mailboxFolder": [b"Maildir"],
