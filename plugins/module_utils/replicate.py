@@ -337,6 +337,11 @@ def plan_replication(resource, backend, full=False):
         groups = desired_aliases(read.groups, read.outside, resource.target_domain, resource.access_policy,
                                  read.dn_to_guid())
         leave_out_shared_addresses(desired, groups)
+    # The accounts now hold all the plan needs of the entries, and the claims
+    # are settled: let both go before the plan makes its own copies (peak
+    # memory of a full run).
+    read.users = None
+    desired.claims = {}
     # A full run checks nearly every address of the domain: one read of all
     # of them is cheaper than looking each up.
     candidates = None if read.mode == "full" else addresses_to_check(desired, groups, current)

@@ -466,9 +466,9 @@ class SQLBackend(Backend):
             # someone else after the plan was read, and the insert failing
             # rolls the plan back with it untouched.
             cur.execute("DELETE FROM %s WHERE resource = %%s AND guid = %%s" % STATE_TABLE, (resource, change.guid))
-            self._insert(cur, "alias", dict(row, domain=domain.name, created=now))
-            self._insert(cur, STATE_TABLE, {"resource": resource, "guid": change.guid, "kind": plans.GROUP,
-                                            "address": address, "created": now, "modified": now})
+            self._queue("alias", dict(row, domain=domain.name, created=now))
+            self._queue(STATE_TABLE, {"resource": resource, "guid": change.guid, "kind": plans.GROUP,
+                                      "address": address, "created": now, "modified": now})
         else:
             old = before["address"]
             assignments = ", ".join("%s = %%s" % self.quote(column) for column in row)
@@ -486,9 +486,11 @@ class SQLBackend(Backend):
         for member in sorted(existing - wanted):
             cur.execute("DELETE FROM forwardings WHERE address = %s AND forwarding = %s AND is_list = 1",
                         (address, member))
+        # Queued with the users' rows, already in their final state: a
+        # full run writes thousands of members in a few statements.
         for member in sorted(wanted - existing):
-            self._insert(cur, "forwardings", {"address": address, "forwarding": member, "domain": domain.name,
-                                              "dest_domain": domain_of(member), "is_list": 1, "active": active})
+            self._queue("forwardings", {"address": address, "forwarding": member, "domain": domain.name,
+                                        "dest_domain": domain_of(member), "is_list": 1, "active": active})
         cur.execute("UPDATE forwardings SET active = %s WHERE address = %s AND is_list = 1", (active, address))
 
     @staticmethod
