@@ -158,6 +158,7 @@ class SQLAdmin(object):
         domain = common.FLOOR_DOMAIN
         removed = self.execute("DELETE FROM mailbox WHERE domain = %s", (domain,))
         self.execute("DELETE FROM forwardings WHERE domain = %s", (domain,))
+        self.execute("DELETE FROM alias WHERE domain = %s", (domain,))
         self.execute("DELETE FROM mailsync_object WHERE resource = %s", (common.FLOOR_RESOURCE,))
         return removed
 
@@ -263,7 +264,8 @@ class LDAPAdmin(object):
         self.conn.add_s(dn, [("objectClass", [b"mailDomain"]), ("domainName", [common.FLOOR_DOMAIN.encode()]),
                              ("cn", [common.FLOOR_DOMAIN.encode()]), ("accountStatus", [b"active"]),
                              ("mtaTransport", [b"dovecot"]), ("enabledService", [b"mail"])])
-        self.conn.add_s("ou=Users," + dn, [("objectClass", [b"organizationalUnit"]), ("ou", [b"Users"])])
+        for ou in (b"Users", b"Aliases"):
+            self.conn.add_s("ou=%s,%s" % (ou.decode(), dn), [("objectClass", [b"organizationalUnit"]), ("ou", [ou])])
 
     def clean_floor(self):
         found = self._search(self.floor_domain_dn(), self.ldap.SCOPE_SUBTREE, "(objectClass=*)", ["1.1"])
@@ -629,7 +631,8 @@ def table(results):
                 floor["entries_read"]))
             lines.append("%-7s %-24s %9.2f %9s %9s %10s  %d %s" % (
                 backend, "floor: raw bulk write", floor["write_seconds"], "", "", "", floor["written"],
-                "entries (add_s)" if backend == "ldap" else "x (mailbox, forwardings, mailsync_object) rows"))
+                "user and group entries (add_s)" if backend == "ldap"
+                else "users and groups as mailbox, alias, forwardings, mailsync_object rows"))
             lines.append("%-7s %-24s %9.2f %9s %9s %10.1f" % (backend, "floor = read + write", floor["seconds"], "1.00",
                                                              "", floor["maxrss_kb"] / 1024.0))
             if "incremental_read_seconds" in floor:

@@ -194,16 +194,54 @@ def floor_read(env, users, attributes):
                             raise_exceptions=True, auto_bind=True)
     rows = []
     names = attributes[2:]
-    for entry in conn.extend.standard.paged_search(
-            common.base_dn_for(env, users), common.USER_FILTER, search_scope=ldap3.SUBTREE,
-            attributes=attributes, paged_size=1000, generator=True):
+    base = common.base_dn_for(env, users)
+    for entry in conn.extend.standard.paged_search(base, common.USER_FILTER, search_scope=ldap3.SUBTREE,
+                                                   attributes=attributes, paged_size=1000, generator=True):
         if entry["type"] != "searchResEntry":
             continue
         raw = entry["raw_attributes"]
         values = [raw[name][0].decode("utf-8") if raw.get(name) else "" for name in names]
-        rows.append((str(uuid.UUID(bytes_le=raw["objectGUID"][0])), int(raw["userAccountControl"][0]), values))
+        rows.append((str(uuid.UUID(bytes_le=raw["objectGUID"][0])), int(raw["userAccountControl"][0]), values,
+                     entry["dn"].lower()))
+    # Replication also reads every group of the base DN with its members
+    # (Samba returns them all at once; no range retrieval is needed here).
+    groups = []
+    for entry in conn.extend.standard.paged_search(base, "(objectClass=group)", search_scope=ldap3.SUBTREE,
+                                                   attributes=["objectGUID", "mail", "cn", "member"],
+                                                   paged_size=1000, generator=True):
+        if entry["type"] != "searchResEntry":
+            continue
+        raw = entry["raw_attributes"]
+        if not raw.get("mail"):
+            continue
+        groups.append((str(uuid.UUID(bytes_le=raw["objectGUID"][0])), raw["mail"][0].decode("utf-8"),
+                       raw["cn"][0].decode("utf-8"), [m.decode("utf-8").lower() for m in raw.get("member", [])]))
     conn.unbind()
-    return rows
+    return FloorRead(rows, groups)
+
+
+class FloorRead(object):
+    """The users and the groups the floor read, and each group's members as floor addresses."""
+
+    def __init__(self, users, groups):
+        self.users = users
+        self.groups = groups
+
+    def __len__(self):
+        return len(self.users) + len(self.groups)
+
+    def aliases(self):
+        """(guid, address, name, active member addresses) of each group, in the floor domain."""
+        address_of = {}
+        for guid, uac, values, dn in self.users:
+            if not uac & 2:
+                address_of[dn] = floor_address(values[0])
+        for guid, mail, name, members in self.groups:
+            yield guid, floor_address(mail), name, sorted(address_of[m] for m in members if m in address_of)
+
+
+def floor_address(address):
+    return "%s@%s" % (address.lower().rpartition("@")[0], common.FLOOR_DOMAIN)
 
 
 def floor_incremental(env, users):
@@ -232,22 +270,27 @@ def floor_incremental(env, users):
 def sql_rows(read, now):
     """mailbox, forwardings and mailsync_object rows as replication writes them, in the scratch domain."""
     domain = common.FLOOR_DOMAIN
-    mailbox, forwardings, state = [], [], []
-    for guid, uac, (upn, display, given, sn, employee, mobile, phone) in read:
-        local = upn.lower().rpartition("@")[0]
-        address = "%s@%s" % (local, domain)
+    mailbox, forwardings, state, alias = [], [], [], []
+    for guid, uac, (upn, display, given, sn, employee, mobile, phone), dn in read.users:
+        address = floor_address(upn)
         active = 0 if uac & 2 else 1
         mailbox.append((address, unusable_hash(), "/var/vmail", "vmail1", maildir_path(address, now), 1024, domain,
                         active, "maildir", "Maildir", "", now, now, now, display, given, sn, employee, mobile, phone))
-        forwardings.append((address, address, domain, domain, 1, active))
+        forwardings.append((address, address, domain, domain, 1, 0, active))
         state.append((common.FLOOR_RESOURCE, guid, "user", address, now, now))
-    return mailbox, forwardings, state
+    for guid, address, name, members in read.aliases():
+        alias.append((address, name, "public", domain, 1, now, now))
+        forwardings.extend((address, member, domain, domain, 0, 1, 1) for member in members)
+        state.append((common.FLOOR_RESOURCE, guid, "group", address, now, now))
+    return [("mailbox", MAILBOX_COLUMNS, mailbox), ("forwardings", FORWARDING_COLUMNS, forwardings),
+            ("alias", ALIAS_COLUMNS, alias), ("mailsync_object", STATE_COLUMNS, state)]
 
 
 MAILBOX_COLUMNS = ("username", "password", "storagebasedirectory", "storagenode", "maildir", "quota", "domain",
                    "active", "mailboxformat", "mailboxfolder", "language", "passwordlastchange", "created",
                    "modified", "name", "first_name", "last_name", "employeeid", "mobile", "telephone")
-FORWARDING_COLUMNS = ("address", "forwarding", "domain", "dest_domain", "is_forwarding", "active")
+FORWARDING_COLUMNS = ("address", "forwarding", "domain", "dest_domain", "is_forwarding", "is_list", "active")
+ALIAS_COLUMNS = ("address", "name", "accesspolicy", "domain", "active", "created", "modified")
 STATE_COLUMNS = ("resource", "guid", "kind", "address", "created", "modified")
 
 
@@ -257,15 +300,13 @@ def floor_write_mysql(env, read):
     conn = pymysql.connect(host=env["MYSQL_HOST"], port=int(env["MYSQL_PORT"]), user=env["MYSQL_VMAILADMIN_USER"],
                            password=env["MYSQL_VMAILADMIN_PASSWORD"], database=env["MYSQL_DATABASE"],
                            charset="utf8mb4", autocommit=False)
-    mailbox, forwardings, state = sql_rows(read, now)
     cur = conn.cursor()
-    for table, columns, rows in (("mailbox", MAILBOX_COLUMNS, mailbox), ("forwardings", FORWARDING_COLUMNS, forwardings),
-                                 ("mailsync_object", STATE_COLUMNS, state)):
+    for table, columns, rows in sql_rows(read, now):
         cur.executemany("INSERT INTO %s (%s) VALUES (%s)" % (table, ", ".join("`%s`" % c for c in columns),
                                                             ", ".join(["%s"] * len(columns))), rows)
     conn.commit()
     conn.close()
-    return len(mailbox)
+    return len(read)
 
 
 def floor_write_pgsql(env, read):
@@ -274,15 +315,13 @@ def floor_write_pgsql(env, read):
     now = datetime.datetime.now().replace(microsecond=0)
     conn = psycopg2.connect(host=env["PGSQL_HOST"], port=int(env["PGSQL_PORT"]), user=env["PGSQL_VMAILADMIN_USER"],
                             password=env["PGSQL_VMAILADMIN_PASSWORD"], dbname=env["PGSQL_DATABASE"])
-    mailbox, forwardings, state = sql_rows(read, now)
     cur = conn.cursor()
-    for table, columns, rows in (("mailbox", MAILBOX_COLUMNS, mailbox), ("forwardings", FORWARDING_COLUMNS, forwardings),
-                                 ("mailsync_object", STATE_COLUMNS, state)):
+    for table, columns, rows in sql_rows(read, now):
         psycopg2.extras.execute_values(cur, "INSERT INTO %s (%s) VALUES %%s" % (table, ", ".join(columns)), rows,
                                        page_size=1000)
     conn.commit()
     conn.close()
-    return len(mailbox)
+    return len(read)
 
 
 
@@ -300,12 +339,11 @@ def floor_write_ldap(env, read):
     conn.set_option(ldap.OPT_PROTOCOL_VERSION, 3)
     conn.simple_bind_s(env["OPENLDAP_VMAILADMIN_DN"], env["OPENLDAP_VMAILADMIN_PASSWORD"])
     parent = "ou=Users,%s" % floor_domain_dn(env)
-    domain = common.FLOOR_DOMAIN
     days = str((now - datetime.datetime(1970, 1, 1)).days).encode()
     services = [s.encode() for s in DEFAULT_USER_SERVICES]
-    for guid, uac, (upn, display, given, sn, employee, mobile, phone, title) in read:
-        local = upn.lower().rpartition("@")[0]
-        address = "%s@%s" % (local, domain)
+    for guid, uac, (upn, display, given, sn, employee, mobile, phone, title), dn in read.users:
+        address = floor_address(upn)
+        local = address.rpartition("@")[0]
         attrs = {
             "objectClass": [b"inetOrgPerson", b"mailUser", b"shadowAccount", b"amavisAccount"],
             "mail": [address.encode()], "uid": [local.encode()],
@@ -326,6 +364,16 @@ def floor_write_ldap(env, read):
             if value:
                 attrs[attr] = [value.encode()]
         conn.add_s("mail=%s,%s" % (address, parent), ldap.modlist.addModlist(attrs))
+    aliases = "ou=Aliases,%s" % floor_domain_dn(env)
+    for guid, address, name, members in read.aliases():
+        attrs = {"objectClass": [b"mailAlias"], "mail": [address.encode()], "cn": [name.encode()],
+                 "accountStatus": [b"active"], "accessPolicy": [b"public"],
+                 "enabledService": [b"mail", b"deliver", b"displayedInGlobalAddressBook"],
+                 "accountSetting": [("mailsyncResource:" + common.FLOOR_RESOURCE).encode(),
+                                    ("mailsyncGUID:" + guid).encode()]}
+        if members:
+            attrs["mailForwardingAddress"] = [m.encode() for m in members]
+        conn.add_s("mail=%s,%s" % (address, aliases), ldap.modlist.addModlist(attrs))
     conn.unbind_s()
     return len(read)
 
@@ -345,7 +393,8 @@ def run_floor(args):
     incremental_seconds, incremental_found = floor_incremental(env, args.users)
     return {"incremental_read_seconds": incremental_seconds, "incremental_read_found": incremental_found,
             "read_seconds": read_seconds, "write_seconds": write_seconds, "seconds": read_seconds + write_seconds,
-            "entries_read": len(read), "written": written, "peak_rss_kb_after_read": peak_after_read,
+            "entries_read": len(read), "users_read": len(read.users), "groups_read": len(read.groups),
+            "written": written, "peak_rss_kb_after_read": peak_after_read,
             "peak_rss_kb": peak}
 
 
