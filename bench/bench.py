@@ -392,9 +392,7 @@ def make_changes(env):
 
 def measure_backend(backend, admin, per, env, args, config_dir, tag, profile_dir):
     """Floor, (a) and (b) for one backend; returns its resource name."""
-    from ansible_collections.mailsync.iredmail.plugins.module_utils import replicate
-    if backend != "ldap":
-        replicate.ensure_state_schema(admin.backend_options(schema=True))
+    # one_round has made the replication state table before cleaning up
     if not args.no_floor:
         admin.prepare_floor()
         log("%s: floor (read + raw bulk write)" % backend)

@@ -287,8 +287,7 @@ def desired_aliases(groups, outside, target_domain, access_policy, dn_to_guid):
         candidates.setdefault(address, []).append(alias)
     held = set()
     return DesiredAliases(_sole_claimants(candidates, skipped, held), skipped, dn_to_guid, outside_mail,
-                          claims=dict((address, list(claimants)) for address, claimants in candidates.items()),
-                          held=held)
+                          claims=candidates, held=held)
 
 
 def unknown_members(groups, known_dns):

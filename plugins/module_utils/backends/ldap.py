@@ -264,13 +264,11 @@ class LDAPBackend(Backend):
     def addresses_in_use(self, resource, domain, candidates=None):
         # mail and shadowAddress are indexed in iRedMail's slapd: a few
         # equality searches answer an incremental run's question.
-        if candidates is None:
-            filters = ["(|(mail=*)(shadowAddress=*))"]
-        else:
-            wanted = sorted(candidates)
-            filters = ["(|%s)" % "".join("(mail=%s)(shadowAddress=%s)" % (value, value) for value in
-                                         (ldap.filter.escape_filter_chars(a) for a in wanted[start:start + ADDRESS_BATCH]))
-                       for start in range(0, len(wanted), ADDRESS_BATCH)]
+        filters = ["(|(mail=*)(shadowAddress=*))"] if candidates is None else []
+        wanted = [ldap.filter.escape_filter_chars(address) for address in sorted(candidates or ())]
+        for start in range(0, len(wanted), ADDRESS_BATCH):
+            filters.append("(|%s)" % "".join("(mail=%s)(shadowAddress=%s)" % (value, value)
+                                             for value in wanted[start:start + ADDRESS_BATCH]))
         taken = set()
         for search in filters:
             for dummy, entry in self._paged(self.domain_dn(domain), ldap.SCOPE_SUBTREE, search, ["mail", "shadowAddress"],
