@@ -97,6 +97,12 @@ PROFILE_COLUMNS = {"display_name": "name", "first_name": "first_name", "last_nam
                    "employee_id": "employeeid", "mobile": "mobile", "telephone": "telephone"}
 
 
+def hand_made_maildir(address):
+    """The maildir of an account the tests make by hand: iRedMail's hashed layout, without its timestamp."""
+    local, _, domain = address.partition("@")
+    return "%s/%s/%s/%s/%s/" % (domain, local[0], (local + "__")[1], (local + "__")[2], local)
+
+
 class SQLStore(object):
     """An SQL account store seen with administrator rights, and its Postfix/Dovecot lookups."""
 
@@ -174,8 +180,8 @@ class SQLStore(object):
 
     # -- accounts made by hand, as an administrator would in iRedAdmin ----
     def make_account(self, address, name="Made by hand"):
-        local, _, domain = address.partition("@")
-        maildir = "%s/%s/%s/%s/%s/" % (domain, local[0], (local + "__")[1], (local + "__")[2], local)
+        domain = address.partition("@")[2]
+        maildir = hand_made_maildir(address)
         self.execute("INSERT INTO mailbox (username, password, name, storagebasedirectory, storagenode, maildir, "
                      "quota, domain, active, passwordlastchange, created, modified) "
                      "VALUES (%s, '{PLAIN}x', %s, '/var/vmail', 'vmail1', %s, 100, %s, 1, "
@@ -353,7 +359,7 @@ class LDAPStore(object):
 
     def make_account(self, address, name="Made by hand"):
         local, _, domain = address.partition("@")
-        home = "/var/vmail/vmail1/%s/%s/%s/%s/%s/" % (domain, local[0], (local + "__")[1], (local + "__")[2], local)
+        home = "/var/vmail/vmail1/" + hand_made_maildir(address)
         attrs = {"objectClass": [b"inetOrgPerson", b"mailUser", b"shadowAccount", b"amavisAccount"],
                  "mail": [address.encode()], "uid": [local.encode()], "cn": [name.encode()], "sn": [local.encode()],
                  "userPassword": [b"{PLAIN}x"], "homeDirectory": [home.encode()], "accountStatus": [b"active"],
