@@ -18,11 +18,12 @@ import uuid
 try:
     import ldap3
     from ldap3.core import exceptions as ldap3_exceptions
-    from ldap3.utils.conv import escape_filter_chars
+    from ldap3.utils.conv import escape_bytes, escape_filter_chars
 except ImportError:  # pragma: no cover - reported by the modules
     ldap3 = None
 
 from ansible_collections.mailsync.iredmail.plugins.module_utils.ad_connection import describe
+from ansible_collections.mailsync.iredmail.plugins.module_utils.batches import batches
 from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import DirectoryError
 from ansible_collections.mailsync.iredmail.plugins.module_utils.model import (
     UAC_ACCOUNTDISABLE,
@@ -219,6 +220,63 @@ def claiming(user_filter, mail_attribute, addresses, proxy_addresses):
     return "(&%s(|%s))" % (user_filter, "".join(terms))
 
 
+def with_guids(search_filter, guids):
+    """`search_filter` narrowed to the objects whose objectGUID is one of `guids` (indexed in AD)."""
+    terms = "".join("(objectGUID=%s)" % escape_bytes(uuid.UUID(guid).bytes_le) for guid in sorted(guids))
+    return "(&%s(|%s))" % (search_filter, terms)
+
+
+def with_values(search_filter, attribute, values):
+    """`search_filter` narrowed to objects whose `attribute` holds one of `values`."""
+    terms = "".join("(%s=%s)" % (attribute, escape_filter_chars(value)) for value in sorted(values))
+    return "(&%s(|%s))" % (search_filter, terms)
+
+
+# Objects per search when a run looks up a list of GUIDs.
+GUIDS_PER_SEARCH = 100
+
+
+def without_guids(search_filter, guids):
+    """`search_filter` less the objects whose objectGUID is one of `guids` (a few: every one is a term)."""
+    if not guids:
+        return search_filter
+    return "(&%s(!%s))" % (search_filter, with_guids("(objectGUID=*)", guids))
+
+
+def read_ancestors(conn, naming_context, guids):
+    """The objectGUIDs of every group holding one of `guids`, directly or through nested groups.
+
+    Follows memberOf up one level per search (the GUIDs come with the DNs,
+    extended form). AD's in-chain matching rule would answer in one
+    search, but Samba evaluates it by walking every group, which costs
+    seconds per object; memberOf and objectGUID are indexed. memberOf
+    lists the groups of the object's own domain, where the resource's
+    groups live.
+    """
+    found, todo, seen = set(), sorted(guids), set(guids)
+    try:
+        while todo:
+            level = []
+            for batch in batches(todo, GUIDS_PER_SEARCH):
+                for entry in conn.extend.standard.paged_search(
+                        naming_context, with_guids("(objectClass=*)", batch),
+                        search_scope=ldap3.SUBTREE, attributes=["memberOf"], controls=[EXTENDED_DN],
+                        paged_size=PAGE_SIZE, generator=True):
+                    if entry.get("type") != "searchResEntry":
+                        continue
+                    raw = dict((k.lower(), v) for k, v in entry["raw_attributes"].items())
+                    for value in raw.get("memberof", ()):
+                        guid = split_extended_dn(value)[1]
+                        if guid is not None and guid not in seen:
+                            seen.add(guid)
+                            found.add(guid)
+                            level.append(guid)
+            todo = sorted(level)
+    except Exception as exc:  # noqa: BLE001 - a missed group would keep an alias out of date
+        raise DirectoryError("reading the groups of the changed objects failed: %s" % describe(exc))
+    return found
+
+
 class ChangedObject(object):
     """An object the change search returned: where it is now, or that it is a tombstone."""
 
@@ -247,6 +305,8 @@ class ChangedObject(object):
 
 
 CONTAINER_CLASSES = frozenset(("organizationalunit", "container"))
+# What an OU carries that replication writes an account for.
+MEMBER_CLASSES = frozenset(("user", "group"))
 
 
 def read_changes(conn, naming_context, usn, page_size=PAGE_SIZE):
@@ -295,7 +355,7 @@ def tombstones_visible(conn, naming_context):
 
 
 def read_subtree_guids(conn, dn, page_size=PAGE_SIZE):
-    """The objectGUID of every user-class object below the container `dn` (which may be gone).
+    """The objectGUID of every user- or group-class object below the container `dn` (which may be gone).
 
     Walked one level at a time: a one-level search is answered from an
     index of children (on Samba too), so the cost follows the subtree's
@@ -315,7 +375,7 @@ def read_subtree_guids(conn, dn, page_size=PAGE_SIZE):
                 classes = set(_decode(v).lower() for v in raw.get("objectclass", ()))
                 if classes & CONTAINER_CLASSES:
                     todo.append(entry["dn"])
-                elif "user" in classes and raw.get("objectguid"):
+                elif classes & MEMBER_CLASSES and raw.get("objectguid"):
                     guids[decode_guid(raw["objectguid"][0])] = entry["dn"]
     except ldap3_exceptions.LDAPNoSuchObjectResult:
         pass  # deleted or moved again since the change search: its users come with their own changes
@@ -416,8 +476,11 @@ class DirectoryGroup(object):
         self.member_guids = member_guids or {}
 
 
-def read_groups(conn, base_dn, group_filter, mail_attribute, page_size=PAGE_SIZE, step=None):
-    """Every group matching `group_filter`, with all its direct members."""
+def read_groups(conn, base_dn, group_filter, mail_attribute, page_size=PAGE_SIZE, step=None, missing_ok=False):
+    """Every group matching `group_filter`, with all its direct members.
+
+    With `missing_ok`, a `base_dn` that does not exist holds no group.
+    """
     step = step or RANGE_STEP
     first_range = "member;range=0-%d" % (step - 1)
     groups = []
@@ -432,7 +495,9 @@ def read_groups(conn, base_dn, group_filter, mail_attribute, page_size=PAGE_SIZE
             values, more = _range_values(raw, "member")
             groups.append((split_extended_dn(entry["dn"])[0], raw, values, more))
     except ldap3_exceptions.LDAPNoSuchObjectResult:
-        raise DirectoryError("base DN %s does not exist in Active Directory" % base_dn)
+        if not missing_ok:
+            raise DirectoryError("base DN %s does not exist in Active Directory" % base_dn)
+        groups = []
     except Exception as exc:  # noqa: BLE001
         raise DirectoryError("reading groups under %s failed: %s" % (base_dn, describe(exc)))
     result = []

@@ -11,7 +11,17 @@ import datetime
 import hashlib
 import json
 
+try:
+    from urllib.parse import quote, unquote
+except ImportError:  # pragma: no cover - Python 2
+    from urllib import quote, unquote
+
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
+# The SQL stores keep the cursor in a VARCHAR(255).
+MAX_LENGTH = 255
+# In place of the contested addresses when they do not fit: the next runs
+# check every group address again, as if each were contested.
+TOO_MANY = "*"
 
 
 class Cursor(object):
@@ -22,9 +32,9 @@ class Cursor(object):
     and re-applies what it had not finished.
     """
 
-    __slots__ = ("invocation_id", "usn", "last_full", "settings", "tombstones")
+    __slots__ = ("invocation_id", "usn", "last_full", "settings", "tombstones", "contested")
 
-    def __init__(self, invocation_id, usn, last_full, settings, tombstones=False):
+    def __init__(self, invocation_id, usn, last_full, settings, tombstones=False, contested=()):
         self.invocation_id = invocation_id
         self.usn = int(usn)
         self.last_full = last_full
@@ -35,6 +45,10 @@ class Cursor(object):
         # run: incremental runs then find removals among the changes
         # instead of scanning every user
         self.tombstones = bool(tombstones)
+        # addresses two or more AD objects claimed at the last run, written
+        # for none: when one object lets go, the other must be read again
+        # even if it did not change. None: too many to keep.
+        self.contested = None if contested is None else frozenset(contested)
 
     def __eq__(self, other):
         return isinstance(other, Cursor) and self.encode() == other.encode()
@@ -43,20 +57,30 @@ class Cursor(object):
         return not self == other
 
     def encode(self):
-        return "%s;%d;%s;%s;%s" % (self.invocation_id, self.usn, self.last_full.strftime(TIME_FORMAT),
+        text = "%s;%d;%s;%s;%s" % (self.invocation_id, self.usn, self.last_full.strftime(TIME_FORMAT),
                                    self.settings, "t" if self.tombstones else "s")
+        if self.contested is None:
+            return text + ";" + TOO_MANY
+        if self.contested:
+            listed = text + ";" + ",".join(quote(address, safe="@") for address in sorted(self.contested))
+            return listed if len(listed) <= MAX_LENGTH else text + ";" + TOO_MANY
+        return text
 
     @classmethod
     def decode(cls, text):
         try:
             fields = text.split(";")
-            # cursors written before the removal mode existed have 4 fields
+            # cursors written before the removal mode existed have 4 fields,
+            # those without contested addresses 5
             invocation_id, usn, last_full, settings = fields[:4]
-            if len(fields) > 5:
+            if len(fields) > 6:
                 raise ValueError(text)
-            tombstones = len(fields) == 5 and fields[4] == "t"
+            tombstones = len(fields) >= 5 and fields[4] == "t"
+            contested = ()
+            if len(fields) == 6:
+                contested = None if fields[5] == TOO_MANY else [unquote(v) for v in fields[5].split(",") if v]
             return cls(invocation_id, int(usn), datetime.datetime.strptime(last_full, TIME_FORMAT), settings,
-                       tombstones)
+                       tombstones, contested)
         except (ValueError, AttributeError):
             return None  # unreadable: the next run is a full one
 

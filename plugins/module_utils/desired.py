@@ -218,6 +218,15 @@ def leave_out_shared_addresses(desired, groups):
             groups.skipped.append(Skip(alias.dn, guid, alias.address, reason(alias.address)))
 
 
+def contested_addresses(desired, groups=None):
+    """The addresses two or more AD objects (users, groups) claim: written for none of them."""
+    claimants = {}
+    for claims in (desired.claims, groups.claims if groups is not None else {}):
+        for address, objects in claims.items():
+            claimants.setdefault(address, set()).update(obj.guid for obj in objects)
+    return set(address for address, guids in claimants.items() if len(guids) > 1)
+
+
 class DesiredAliases(object):
     """Mail aliases keyed on the groups' objectGUIDs, and how to name their members.
 
@@ -288,10 +297,3 @@ def desired_aliases(groups, outside, target_domain, access_policy, dn_to_guid):
     held = set()
     return DesiredAliases(_sole_claimants(candidates, skipped, held), skipped, dn_to_guid, outside_mail,
                           claims=candidates, held=held)
-
-
-def unknown_members(groups, known_dns):
-    """Member DNs that are neither a read group nor a known user: to look up."""
-    group_dns = set(g.dn.lower() for g in groups)
-    return sorted(set(m for g in groups for m in g.member_dns
-                      if m.lower() not in group_dns and m.lower() not in known_dns))

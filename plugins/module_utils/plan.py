@@ -73,12 +73,32 @@ class CurrentState(object):
     `alias_owner` maps the extra addresses of managed accounts (an old
     address kept on rename) to the GUID owning them: an account may take
     back its own alias, nobody else may.
+
+    An incremental run reads only part of the store (`scoped`): the
+    accounts of the objects it read or saw leave, those pending deletion,
+    and those holding an address it wants. Every other managed account
+    stays as it is, so the planner never needs to see it; `total` still
+    counts them all, for the deletion limit and the unchanged count.
     """
 
-    def __init__(self, managed, taken_addresses, alias_owner=None):
+    def __init__(self, managed, taken_addresses, alias_owner=None, total=None, scoped=False):
         self.managed = managed
         self.taken_addresses = taken_addresses
         self.alias_owner = alias_owner or {}
+        self.scoped = scoped
+        self._total = total
+        # scoped: the addresses a run asks for that managed accounts it did
+        # not read hold (address -> GUID); they keep them
+        self.outside_holders = {}
+
+    @property
+    def total(self):
+        return len(self.managed) if self._total is None else max(self._total, len(self.managed))
+
+    def merge(self, other):
+        """Add the accounts of another scoped read of the same store."""
+        self.managed.update(other.managed)
+        self.alias_owner.update(other.alias_owner)
 
 
 class Change(object):
@@ -213,7 +233,9 @@ def build_plan(desired, current, on_removed=REMOVED_DISABLE, stored_form=None, n
         planner.remove_groups(groups.aliases, on_removed, held=groups.held)
         planner.plan(GROUP, dict((guid, groups.aliases[guid]) for guid in aliases), (), None, False,
                      fields=aliases)
-    return Plan(planner.changes, planner.skipped, planner.unchanged, planner.marks)
+    # Managed accounts a scoped read left out are unchanged by definition.
+    unchanged = planner.unchanged + current.total - len(current.managed)
+    return Plan(planner.changes, planner.skipped, unchanged, planner.marks)
 
 
 def resolve_members(alias, final_users, groups, current, notes):
@@ -252,8 +274,11 @@ class _Planner(object):
         self.unchanged = 0
         self.managed_addresses = set(m.address for m in current.managed.values())
         self.removals = {}
-        # who holds each address once the plan is applied
-        self.holders = {}
+        # who holds each address once the plan is applied; accounts the
+        # plan does not see keep theirs
+        self.holders = dict((address, guid) for address, guid in current.outside_holders.items()
+                            if guid not in current.managed)
+        self.managed_addresses.update(self.holders)
         self.final = {}
 
     def _managed(self, kind):

@@ -16,12 +16,14 @@ import datetime
 import time
 
 from ansible_collections.mailsync.iredmail.plugins.module_utils import ad_connection, ad_reader
+from ansible_collections.mailsync.iredmail.plugins.module_utils.batches import batches
 from ansible_collections.mailsync.iredmail.plugins.module_utils.cursor import Cursor, settings_fingerprint
 from ansible_collections.mailsync.iredmail.plugins.module_utils.desired import (
+    contested_addresses,
     desired_accounts,
     desired_aliases,
     leave_out_shared_addresses,
-    unknown_members,
+    user_addresses,
 )
 from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import (
     BackendError,
@@ -31,7 +33,7 @@ from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import (
 )
 
 from ansible_collections.mailsync.iredmail.plugins.module_utils.model import AddressError, domain_of, normalise_address
-from ansible_collections.mailsync.iredmail.plugins.module_utils.plan import USER, build_plan, check_safety
+from ansible_collections.mailsync.iredmail.plugins.module_utils.plan import GROUP, USER, build_plan, check_safety
 
 TRANSIENT_ATTEMPTS = 3
 
@@ -77,14 +79,37 @@ class DirectoryRead(object):
         self.removals = removals
         # scan mode: every selected user's GUID -> DN
         self.present = present
+        # tombstones mode: what changed, and the GUIDs among it no longer
+        # selected (deleted, moved out, filtered out, or no user at all)
+        self.changes = ()
+        self.gone = frozenset()
+        # OUs and containers moved or renamed into the base DN
+        self.inside = ()
         # groups (None when not replicated) and members found outside the scope
         self.groups = None
         self.outside = {}
+        # the groups whose aliases this run decides on, read or found gone;
+        # None when every group was read
+        self.groups_decided = None
+        # whether the groups a change touched cannot be told from the
+        # changes (an OU moved, very many changes): then all are read
+        self.all_groups = mode != "incremental" or removals == "scan"
         # whether the bind account can see deleted objects (kept in the cursor)
         self.tombstones = False
         # False when the changes show that no alias can differ from what the
         # last run wrote: no group, user or contact changed anywhere
         self.groups_may_differ = mode != "unchanged"
+
+    def settle(self, current):
+        """Take the managed users the store returned, less those seen leaving, as still in AD.
+
+        A tombstones or unchanged run reads only the accounts it may touch
+        (see plan.CurrentState); each user among them that no change
+        removed is still selected, whether read or not.
+        """
+        if self.removals == "tombstones" or self.mode == "unchanged":
+            self.unread = frozenset(guid for guid, managed in current.managed.items()
+                                    if managed.kind == USER and managed.removed_since is None) - self.gone
 
     def in_scope(self):
         """GUIDs of every user the filter selects, read or not."""
@@ -119,51 +144,39 @@ READ_SETTINGS = ("target_domain", "base_dn", "user_filter", "user_mail_attribute
 LOOKUP_LIMIT = 300
 
 
-def read_directory(resource, attributes, cursor, full, now, managed_users=()):
+def read_directory(conn, resource, attributes, cursor, full, now):
     """The users the resource selects: all of them, or only those changed since `cursor`.
 
     A full read happens on the first run, when asked, when another DC (or
     a restored one) answers, and at least every full_sync_interval hours,
     which also retries objects skipped earlier and repairs accounts changed
-    by hand in iRedMail. `managed_users` are the GUIDs of the accounts
-    replication keeps for users it last saw in AD.
+    by hand in iRedMail. Groups are read later (read_run_groups), once the
+    store has said which accounts the changes concern.
     """
-    conn = open_directory(resource)
-    try:
-        # Read before searching: whatever changes during the search gets a
-        # higher USN and is read again by the next run.
-        dc = ad_reader.read_dc_state(conn)
-        incremental = (not full and cursor is not None
-                       and cursor.allows_incremental(dc.invocation_id, fingerprint(resource), now,
-                                                     resource.full_sync_interval))
-        if incremental and dc.highest_usn == cursor.usn:
-            # Nothing at all was written to this DC since the last run:
-            # no user, group or membership can have changed.
-            # (The cursor stays as it is, so the read's tombstone flag is moot.)
-            return DirectoryRead([], dc, "unchanged", unread=managed_users)
-        if not incremental:
-            read = DirectoryRead(list(read_selected_users(conn, resource, resource.user_filter, attributes)),
-                                 dc, "full")
-            read.tombstones = can_use_tombstones(resource, dc) and ad_reader.tombstones_visible(
-                conn, dc.naming_context)
-        elif cursor.tombstones and can_use_tombstones(resource, dc):
-            read = read_changed_users(conn, resource, attributes, cursor, dc, managed_users)
-            read.tombstones = True
-        else:
-            users = list(read_selected_users(conn, resource, ad_reader.changed_since(resource.user_filter,
-                                                                                     cursor.usn), attributes))
-            present = ad_reader.read_guids(conn, resource.base_dn, resource.user_filter)
-            read = DirectoryRead(users, dc, "incremental", unread=present, removals="scan", present=present)
-        if resource.replicate_groups and read.groups_may_differ:
-            # Groups are read whole when read at all: a membership change deep
-            # in a nested group changes no USN on the groups that contain it.
-            read.groups = ad_reader.read_groups(conn, resource.base_dn, resource.group_filter,
-                                                resource.group_mail_attribute)
-            read.outside = read_outside_members(conn, read, resource.user_mail_attribute)
-            if read.mode == "incremental":
-                read_group_claimants(conn, resource, attributes, read)
-    finally:
-        conn.unbind()
+    # Read before searching: whatever changes during the search gets a
+    # higher USN and is read again by the next run.
+    dc = ad_reader.read_dc_state(conn)
+    incremental = (not full and cursor is not None
+                   and cursor.allows_incremental(dc.invocation_id, fingerprint(resource), now,
+                                                 resource.full_sync_interval))
+    if incremental and dc.highest_usn == cursor.usn:
+        # Nothing at all was written to this DC since the last run:
+        # no user, group or membership can have changed.
+        # (The cursor stays as it is, so the read's tombstone flag is moot.)
+        return DirectoryRead([], dc, "unchanged")
+    if not incremental:
+        read = DirectoryRead(list(read_selected_users(conn, resource, resource.user_filter, attributes)),
+                             dc, "full")
+        read.tombstones = can_use_tombstones(resource, dc) and ad_reader.tombstones_visible(
+            conn, dc.naming_context)
+    elif cursor.tombstones and can_use_tombstones(resource, dc):
+        read = read_changed_users(conn, resource, attributes, cursor, dc)
+        read.tombstones = True
+    else:
+        users = list(read_selected_users(conn, resource, ad_reader.changed_since(resource.user_filter,
+                                                                                 cursor.usn), attributes))
+        present = ad_reader.read_guids(conn, resource.base_dn, resource.user_filter)
+        read = DirectoryRead(users, dc, "incremental", unread=present, removals="scan", present=present)
     return read
 
 
@@ -185,7 +198,7 @@ def can_use_tombstones(resource, dc):
             and "memberof" not in resource.user_filter.lower())
 
 
-def read_changed_users(conn, resource, attributes, cursor, dc, managed_users):
+def read_changed_users(conn, resource, attributes, cursor, dc):
     """An incremental read that finds removals among the changes, not by scanning every user.
 
     Every object changed since the cursor, tombstones included, is listed
@@ -222,59 +235,157 @@ def read_changed_users(conn, resource, attributes, cursor, dc, managed_users):
         if not ad_reader.is_under(container.dn, base):
             left.update(ad_reader.read_subtree_guids(conn, container.dn))
     users = list(dict((user.guid, user) for user in users).values())
-    gone = left - set(user.guid for user in users)
-    managed = set(managed_users)
-    read = DirectoryRead(users, dc, "incremental", unread=managed - gone, removals="tombstones")
+    read = DirectoryRead(users, dc, "incremental", removals="tombstones")
+    read.changes = changes
+    read.gone = frozenset(left - set(user.guid for user in users))
+    read.inside = [container.dn for container in inside]
+    # Which of hundreds of changes matter would cost more to find out
+    # than reading every group.
+    read.all_groups = len(in_base) > LOOKUP_LIMIT
     # Without a changed group, user or contact (deleted ones included) or
     # users carried in or out by a container, every alias holds what the
-    # last run wrote.
-    read.groups_may_differ = (bool(inside) or bool(gone & managed)
-                              or any(change.deleted or change.may_name_mail() for change in changes))
+    # last run wrote. (Managed users seen leaving count too: settle_changes.)
+    read.groups_may_differ = bool(inside) or any(change.deleted or change.may_name_mail() for change in changes)
     return read
 
 
-# Addresses per search when looking for the users that claim group addresses.
+def settle_changes(read, current):
+    """What the store adds to a tombstones run's reading of the changes.
+
+    A managed user that left changes the aliases that list it. A deleted
+    object that was no managed user (a group, a contact, a user outside
+    the scope) may have been a member: AD drops it from its groups
+    without changing their USN, and nothing left names those groups, so
+    every group is read.
+    """
+    read.settle(current)
+    if read.removals != "tombstones":
+        return
+    if read.gone & set(current.managed):
+        read.groups_may_differ = True
+    for change in read.changes:
+        if change.deleted and change.may_name_mail():
+            managed = current.managed.get(change.guid)
+            if managed is None or managed.kind != USER:
+                read.all_groups = True
+                return
+
+
+# Addresses per search when looking for the objects that claim them.
 CLAIMANTS_PER_SEARCH = 100
 
 
-def read_group_claimants(conn, resource, attributes, read):
-    """Read, besides the changed users, every user that claims a group's address.
+def claimed_addresses(users, resource):
+    """Every address under the target domain the users ask for, primary or extra."""
+    claimed = set()
+    for user in users:
+        address, extra = user_addresses(user, resource.target_domain, resource.proxy_addresses, [])
+        if address is not None:
+            claimed.add(address)
+            claimed.update(extra or ())
+    return claimed
 
-    An address a user and a group both claim is written for neither
-    (desired.leave_out_shared_addresses). Groups are read whole, users
-    only when changed: an unchanged user that claims a group's address
-    must still count, or this run would write the group and the next full
-    run take it away again.
-    """
+
+def group_addresses(groups, resource):
+    """The normalised addresses under the target domain the groups ask for."""
     addresses = set()
-    for group in read.groups:
+    for group in groups:
         try:
-            addresses.add(normalise_address(group.mail))
+            address = normalise_address(group.mail)
         except AddressError:
             continue
-    addresses = sorted(address for address in addresses if domain_of(address) == resource.target_domain)
+        if domain_of(address) == resource.target_domain:
+            addresses.add(address)
+    return addresses
+
+
+def read_claimants(conn, resource, attributes, read, addresses):
+    """Read, besides the changed users, every user that claims one of `addresses`.
+
+    An address two objects claim is written for neither
+    (desired.leave_out_shared_addresses). Only changed users are read: an
+    unchanged user claiming the address of a group, of a changed user or
+    one contested at the last run must still count, or this run would
+    write the address and the next full run take it away again.
+    """
     known = set(user.guid for user in read.users)
-    for start in range(0, len(addresses), CLAIMANTS_PER_SEARCH):
-        search = ad_reader.claiming(resource.user_filter, resource.user_mail_attribute,
-                                    addresses[start:start + CLAIMANTS_PER_SEARCH], resource.proxy_addresses)
+    # The users already read would only come back again: left out of the
+    # searches, unless they are too many to name in a filter.
+    user_filter = resource.user_filter
+    if len(known) <= ad_reader.GUIDS_PER_SEARCH:
+        user_filter = ad_reader.without_guids(user_filter, known)
+    for batch in batches(addresses, CLAIMANTS_PER_SEARCH):
+        search = ad_reader.claiming(user_filter, resource.user_mail_attribute, batch, resource.proxy_addresses)
         for user in read_selected_users(conn, resource, search, attributes):
             if user.guid not in known:
                 known.add(user.guid)
                 read.users.append(user)
 
 
-def read_outside_members(conn, read, mail_attribute):
-    """Look up, level by level, member DNs that are no selected user and no read group."""
-    known = set(read.dn_to_guid())
-    outside = {}
-    pending = unknown_members(read.groups, known)
-    while pending:
+def read_run_groups(conn, resource, read, cursor, backend, current):
+    """The groups this run decides on: every group, or those a change may have touched.
+
+    A group's alias lists its members flattened, as they are after this
+    run, so an alias must be written again when the group or any group
+    nested in it changed membership (the group's USN moves with its own
+    member list only), or when a member changed, left or came back.
+    """
+    if read.all_groups or cursor is None or cursor.contested is None:
+        read.groups = ad_reader.read_groups(conn, resource.base_dn, resource.group_filter,
+                                            resource.group_mail_attribute)
+        return
+    base, group_filter, mail_attribute = resource.base_dn, resource.group_filter, resource.group_mail_attribute
+    live = [change for change in read.changes if not change.deleted and change.may_name_mail()]
+    wanted = set(change.guid for change in live if "group" in change.classes)
+    # Users an OU brought in changed no USN: they count as changed here.
+    members = set(change.guid for change in live) | set(user.guid for user in read.users)
+    groups = {}
+    for container in read.inside:
+        # so did the groups it brought in
+        for group in ad_reader.read_groups(conn, container, group_filter, mail_attribute, missing_ok=True):
+            groups[group.guid] = group
+            members.add(group.guid)
+    wanted |= ad_reader.read_ancestors(conn, read.dc.naming_context, members)
+    # AD keeps no link from a user that left to its former groups; the
+    # aliases that list its address name them.
+    left = [current.managed[guid].address for guid in read.gone
+            if guid in current.managed and current.managed[guid].kind == USER]
+    wanted |= backend.aliases_listing(resource.name, resource.target_domain, left)
+    for batch in batches(wanted, ad_reader.GUIDS_PER_SEARCH):
+        for group in ad_reader.read_groups(conn, base, ad_reader.with_guids(group_filter, batch), mail_attribute):
+            groups[group.guid] = group
+    # The groups that share an address with a changed user, with a group
+    # just read, or one contested last time: this run settles who gets it.
+    addresses = claimed_addresses(read.users, resource) | cursor.contested | group_addresses(groups.values(), resource)
+    for batch in batches(addresses, CLAIMANTS_PER_SEARCH):
+        for group in ad_reader.read_groups(conn, base, ad_reader.with_values(group_filter, mail_attribute, batch),
+                                           mail_attribute):
+            groups.setdefault(group.guid, group)
+    read.groups = list(groups.values())
+    read.groups_decided = wanted | set(groups) | read.gone
+
+
+def read_outside_members(conn, read, mail_attribute, widen=None):
+    """Look up, level by level, member DNs that are no selected user and no read group.
+
+    `widen` is given the member GUIDs of each level first, so that the
+    store's scoped view holds every managed user they may name.
+    """
+    read.outside = outside = {}
+    group_dns = set(g.dn.lower() for g in read.groups)
+    holders = list(read.groups)
+    while holders:
+        if widen is not None:
+            widen(set(guid for holder in holders for guid in holder.member_guids.values()))
+        known = read.dn_to_guid()
+        pending = sorted(set(m for holder in holders for m in holder.member_dns
+                             if m.lower() not in known and m.lower() not in group_dns and m.lower() not in outside))
+        if not pending:
+            break
         found = ad_reader.read_outside(conn, pending, mail_attribute)
         for dn in pending:
             outside.setdefault(dn.lower(), found.get(dn.lower()) or ad_reader.OutsideObject(dn, False))
-        nested = [obj for obj in found.values() if obj.is_group]
-        seen = known | set(outside) | set(g.dn.lower() for g in read.groups)
-        pending = sorted(set(m for obj in nested for m in obj.member_dns if m.lower() not in seen))
+        holders = [obj for obj in found.values() if obj.is_group]
     return outside
 
 
@@ -304,6 +415,14 @@ def fingerprint(resource):
     return settings_fingerprint(dict((key, resource.options.get(key)) for key in READ_SETTINGS))
 
 
+def read_store(backend, resource, read):
+    """The managed accounts the plan needs: all of them, or those of the objects the changes name."""
+    if read.mode == "full" or read.removals == "scan":
+        return backend.current_state(resource.name, resource.target_domain)
+    touched = set(user.guid for user in read.users) | read.gone
+    return backend.current_state(resource.name, resource.target_domain, guids=touched)
+
+
 def plan_replication(resource, backend, full=False):
     """Read AD and the backend, and decide; writes nothing."""
     now = datetime.datetime.now().replace(microsecond=0)
@@ -313,13 +432,44 @@ def plan_replication(resource, backend, full=False):
     cursor = backend.read_cursor(resource.name, resource.target_domain)
     attribute_map = dict((f, a) for f, a in resource.attribute_map.items() if f in backend.profile_fields)
     attributes = list(attribute_map.values()) + ([resource.quota_attribute] if resource.quota_attribute else [])
-    current = backend.current_state(resource.name, resource.target_domain)
-    # Accounts of users removed from AD earlier are not among them: they
-    # stay removed unless the user shows up again.
-    managed_users = [guid for guid, managed in current.managed.items()
-                     if managed.kind == USER and managed.removed_since is None]
-    read = read_directory(resource, attributes, cursor, full, now, managed_users)
+    conn = open_directory(resource)
+    try:
+        read = read_directory(conn, resource, attributes, cursor, full, now)
+        current = read_store(backend, resource, read)
+        settle_changes(read, current)
+        fetched = set(current.managed)
+
+        def widen(guids):
+            # A scoped view grows by the accounts the groups read name.
+            wanted = set(guids) - fetched
+            if current.scoped and wanted:
+                fetched.update(wanted)
+                current.merge(backend.current_state(resource.name, resource.target_domain, guids=wanted))
+                read.settle(current)
+
+        recheck = set()
+        if read.mode == "incremental" and read.groups_may_differ:
+            # Whoever shares an address with a changed user, or shared one
+            # last time, is read as well (read_claimants).
+            recheck = claimed_addresses(read.users, resource) | (cursor.contested or set())
+        if resource.replicate_groups and read.groups_may_differ:
+            read_run_groups(conn, resource, read, cursor, backend, current)
+            if read.groups_decided is None and current.scoped:
+                # Every group read: the plan must see every managed account,
+                # to delete the aliases of the groups that are gone.
+                current = backend.current_state(resource.name, resource.target_domain)
+                fetched.update(current.managed)
+                read.settle(current)
+            widen(read.groups_decided or ())
+            read_outside_members(conn, read, resource.user_mail_attribute, widen)
+            if read.mode == "incremental":
+                recheck |= group_addresses(read.groups, resource)
+        if recheck:
+            read_claimants(conn, resource, attributes, read, recheck)
+    finally:
+        conn.unbind()
     default_quota = resource.default_quota if resource.default_quota is not None else domain.default_quota
+    read_guids = set(user.guid for user in read.users)
     desired = desired_accounts(read.users, resource.target_domain, default_quota, attribute_map,
                                resource.quota_attribute, unread=read.unread,
                                proxy_addresses=resource.proxy_addresses)
@@ -337,6 +487,13 @@ def plan_replication(resource, backend, full=False):
         groups = desired_aliases(read.groups, read.outside, resource.target_domain, resource.access_policy,
                                  read.dn_to_guid())
         leave_out_shared_addresses(desired, groups)
+        if read.groups_decided is not None:
+            # Aliases of groups this run did not read stay as they are.
+            groups.held.update(guid for guid, managed in current.managed.items()
+                               if managed.kind == GROUP and guid not in read.groups_decided)
+    contested = contested_addresses(desired, groups)
+    if read.mode == "incremental" and not recheck:
+        contested |= cursor.contested or set()
     # The accounts now hold all the plan needs of the entries, and the claims
     # are settled: let both go before the plan makes its own copies (peak
     # memory of a full run).
@@ -347,11 +504,25 @@ def plan_replication(resource, backend, full=False):
     candidates = None if read.mode == "full" else addresses_to_check(desired, groups, current)
     if candidates is not None and len(candidates) > CANDIDATE_LIMIT:
         candidates = None
+    if current.scoped:
+        if candidates is None:
+            # Too many addresses to ask about: the plan sees every account.
+            current = backend.current_state(resource.name, resource.target_domain)
+            read.settle(current)
+            desired.unread = desired.unread | (read.unread - read_guids)
+            if groups is not None and read.groups_decided is not None:
+                groups.held.update(guid for guid, managed in current.managed.items()
+                                   if managed.kind == GROUP and guid not in read.groups_decided)
+        else:
+            current.outside_holders, owners = backend.address_owners(resource.name, resource.target_domain,
+                                                                     candidates)
+            for address, guid in owners.items():
+                current.alias_owner.setdefault(address, guid)
     current.taken_addresses = backend.addresses_in_use(resource.name, resource.target_domain, candidates)
     plan = build_plan(desired, current, resource.on_removed, backend.stored_form, now=now,
                       delete_after_days=resource.delete_after_days, keep_old_address=resource.keep_old_address,
                       groups=groups)
-    check_safety(plan, resource.max_deletes, len(current.managed))
+    check_safety(plan, resource.max_deletes, current.total)
     plan.removals = read.removals
     if read.mode == "unchanged":
         # AD is as the last run left it: every account still in AD stays as
@@ -362,7 +533,7 @@ def plan_replication(resource, backend, full=False):
     plan.mode = read.mode
     last_full = now if read.mode == "full" else cursor.last_full
     plan.cursor = Cursor(read.dc.invocation_id, read.dc.highest_usn, last_full, fingerprint(resource),
-                         tombstones=read.tombstones)
+                         tombstones=read.tombstones, contested=contested)
     return plan, domain
 
 

@@ -229,7 +229,7 @@ def test_a_quiet_domain_leaves_aliases_unread(ad, ou, store, resource_args, tag,
     assert quiet.mode == "incremental" and not quiet and group_reads == []
     ad.modify(member, description="edited %s" % tag)
     busy = run(resource_args)
-    assert not busy and group_reads == [1]
+    assert not busy and group_reads  # the groups of a changed member are read
     answer = postmap(store, "virtual_alias_maps", "qgroup.%s@%s" % (tag, domain))
     assert sorted(answer.split(",")) == ["q.%s@%s" % (tag, domain)]
 

@@ -18,7 +18,19 @@ def test_removal_mode_round_trips_and_old_cursors_mean_a_scan():
     # written by an earlier version: four fields, read as "scan for removals"
     old = Cursor.decode("6a0b-guid;5123;2026-11-28T12:00:00;fp")
     assert old is not None and old.usn == 5123 and not old.tombstones
-    assert Cursor.decode("6a0b-guid;5123;2026-11-28T12:00:00;fp;t;extra") is None
+    assert Cursor.decode("6a0b-guid;5123;2026-11-28T12:00:00;fp;t;a@x.org;extra") is None
+
+
+def test_contested_addresses_round_trip_and_too_many_become_unknown():
+    contested = Cursor("6a0b-guid", 5123, NOW, "fp", True, ["b@example.com", "odd,one@example.com"])
+    decoded = Cursor.decode(contested.encode())
+    assert decoded == contested and decoded.contested == {"b@example.com", "odd,one@example.com"}
+    # none contested: the cursor reads as it did before they were kept
+    assert Cursor("6a0b-guid", 5123, NOW, "fp", True).encode() == "6a0b-guid;5123;2026-11-28T12:00:00;fp;t"
+    assert Cursor.decode("6a0b-guid;5123;2026-11-28T12:00:00;fp;t").contested == frozenset()
+    # more than the stores' 255 characters hold: unknown, so every group address is checked again
+    many = Cursor("6a0b-guid", 5123, NOW, "fp", True, ["user%03d@example.com" % n for n in range(20)])
+    assert len(many.encode()) <= 255 and Cursor.decode(many.encode()).contested is None
 
 
 def test_unreadable_cursor_means_a_full_run():

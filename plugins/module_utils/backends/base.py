@@ -64,13 +64,29 @@ class Backend(object):
         """The cursor.Cursor stored by the last run, or None."""
         raise NotImplementedError
 
-    def current_state(self, resource, domain):
+    def current_state(self, resource, domain, guids=None):
         """A plan.CurrentState for the accounts `resource` manages in `domain`.
 
-        Its `taken_addresses` may be None: they are read by
-        `addresses_in_use` once the run knows which addresses it wants.
+        With `guids`, a store may answer for those objects only, plus
+        every account pending deletion (marked `scoped`, with the `total`
+        count of managed accounts); it may also answer whole. Its
+        `taken_addresses` may be None: they are read by `addresses_in_use`
+        once the run knows which addresses it wants.
         """
         raise NotImplementedError
+
+    def aliases_listing(self, resource, domain, addresses):
+        """The GUIDs of the groups whose aliases (of `resource`) list one of `addresses` as a member."""
+        raise NotImplementedError
+
+    def address_owners(self, resource, domain, candidates):
+        """For a scoped state: which managed accounts hold which of `candidates`.
+
+        Returns ({address: GUID} of the accounts' own addresses, {address:
+        GUID} of their extra addresses). A store whose current_state always
+        answers whole needs none.
+        """
+        return {}, {}
 
     def addresses_in_use(self, resource, domain, candidates=None):
         """The addresses taken in `domain` (and by other resources anywhere), lower case.

@@ -37,6 +37,7 @@ from ansible_collections.mailsync.iredmail.plugins.module_utils.backends.base im
     require_hosted,
 )
 from ansible_collections.mailsync.iredmail.plugins.module_utils.backends.iredadmin import IRedAdminDatabase
+from ansible_collections.mailsync.iredmail.plugins.module_utils.batches import batches
 from ansible_collections.mailsync.iredmail.plugins.module_utils.cursor import Cursor
 from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import BackendError
 from ansible_collections.mailsync.iredmail.plugins.module_utils.model import (
@@ -225,7 +226,10 @@ class LDAPBackend(Backend):
                 return
             control.cookie = cookie
 
-    def current_state(self, resource, domain):
+    def current_state(self, resource, domain, guids=None):
+        # The anchor is an unindexed accountSetting value: picking some
+        # GUIDs out costs as much as reading every account, so this store
+        # always answers whole (the planner takes a superset as it is).
         anchor = ldap.filter.escape_filter_chars(ANCHOR_RESOURCE + resource)
         managed, alias_owner = {}, {}
         # One str per address, shared by the account and its fields.
@@ -265,10 +269,9 @@ class LDAPBackend(Backend):
         # mail and shadowAddress are indexed in iRedMail's slapd: a few
         # equality searches answer an incremental run's question.
         filters = ["(|(mail=*)(shadowAddress=*))"] if candidates is None else []
-        wanted = [ldap.filter.escape_filter_chars(address) for address in sorted(candidates or ())]
-        for start in range(0, len(wanted), ADDRESS_BATCH):
-            filters.append("(|%s)" % "".join("(mail=%s)(shadowAddress=%s)" % (value, value)
-                                             for value in wanted[start:start + ADDRESS_BATCH]))
+        wanted = [ldap.filter.escape_filter_chars(address) for address in candidates or ()]
+        for batch in batches(wanted, ADDRESS_BATCH):
+            filters.append("(|%s)" % "".join("(mail=%s)(shadowAddress=%s)" % (value, value) for value in batch))
         taken = set()
         for search in filters:
             for dummy, entry in self._paged(self.domain_dn(domain), ldap.SCOPE_SUBTREE, search, ["mail", "shadowAddress"],
@@ -276,6 +279,19 @@ class LDAPBackend(Backend):
                 for value in entry.get("mail", []) + entry.get("shadowAddress", []):
                     taken.add(value.decode("utf-8").lower())
         return taken
+
+    def aliases_listing(self, resource, domain, addresses):
+        anchor = ldap.filter.escape_filter_chars(ANCHOR_RESOURCE + resource)
+        found = set()
+        for batch in batches([ldap.filter.escape_filter_chars(address) for address in addresses], ADDRESS_BATCH):
+            search = "(&(objectClass=mailAlias)(accountSetting=%s)(|%s))" % (
+                anchor, "".join("(mailForwardingAddress=%s)" % value for value in batch))
+            for dummy, entry in self._paged("ou=Aliases,%s" % self.domain_dn(domain), ldap.SCOPE_ONELEVEL, search,
+                                            ["accountSetting"], "reading the aliases of %s" % domain):
+                guid = self._settings(entry).get(ANCHOR_GUID)
+                if guid is not None:
+                    found.add(guid)
+        return found
 
     @staticmethod
     def _managed_user(entry, address_of):

@@ -26,6 +26,7 @@ from ansible_collections.mailsync.iredmail.plugins.module_utils.backends.base im
     mailbox_delete_date,
     require_hosted,
 )
+from ansible_collections.mailsync.iredmail.plugins.module_utils.batches import batches
 from ansible_collections.mailsync.iredmail.plugins.module_utils.cursor import Cursor
 from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import (
     BackendError,
@@ -199,24 +200,23 @@ class SQLBackend(Backend):
             raise self._fail("reading the replication cursor", exc)
         return Cursor.decode(rows[0][0]) if rows else None
 
-    def current_state(self, resource, domain):
-        fields = ["active", "quota"] + [PROFILE_COLUMNS[f] for f in self.profile_fields]
-        columns = ", ".join("m.%s" % self.quote(c) for c in ["username"] + fields)
+    def current_state(self, resource, domain, guids=None):
         try:
-            rows = self._query(
-                "SELECT o.guid, o.address, o.removed_since, o.kept_addresses, %s FROM %s o "
-                "LEFT JOIN mailbox m ON m.username = o.address "
-                "WHERE o.resource = %%s AND o.kind = 'user'" % (columns, STATE_TABLE), (resource,))
-            aliases = self._query(
-                "SELECT f.address, o.guid FROM forwardings f JOIN %s o ON f.forwarding = o.address "
-                "WHERE o.resource = %%s AND o.kind = 'user' AND f.is_alias = 1" % STATE_TABLE, (resource,))
-            groups = self._query(
-                "SELECT o.guid, o.address, o.removed_since, a.address, a.active, a.name, a.accesspolicy "
-                "FROM %s o LEFT JOIN alias a ON a.address = o.address "
-                "WHERE o.resource = %%s AND o.kind = 'group'" % STATE_TABLE, (resource,))
-            members = self._query(
-                "SELECT f.address, f.forwarding FROM forwardings f JOIN %s o ON f.address = o.address "
-                "WHERE o.resource = %%s AND o.kind = 'group' AND f.is_list = 1" % STATE_TABLE, (resource,))
+            if guids is None:
+                rows, aliases, groups, members = self._state_rows(resource)
+                total, scoped = None, False
+            else:
+                # Accounts pending deletion come along: their grace period
+                # may run out on any run.
+                pending = self._query("SELECT guid FROM %s WHERE resource = %%s AND removed_since IS NOT NULL"
+                                      % STATE_TABLE, (resource,))
+                total = self._query("SELECT COUNT(*) FROM %s WHERE resource = %%s" % STATE_TABLE, (resource,))[0][0]
+                rows, aliases, groups, members = [], [], [], []
+                for batch in batches(set(guids) | set(row[0] for row in pending), ADDRESS_BATCH):
+                    found = self._state_rows(resource, " AND o.guid IN (%s)" % ", ".join(["%s"] * len(batch)), batch)
+                    for gathered, more in zip((rows, aliases, groups, members), found):
+                        gathered.extend(more)
+                total, scoped = int(total), True
             self.conn.rollback()
         except Exception as exc:  # noqa: BLE001
             raise self._fail("reading the accounts of %s" % domain, exc)
@@ -243,7 +243,68 @@ class SQLBackend(Backend):
                 values = {"address": found, "active": int(active) == 1, "name": name or "",
                           "access_policy": policy or "public", "members": sorted(members_of.get(found, []))}
             managed[guid] = plans.ManagedAccount(guid, address, values, removed_since, kind=plans.GROUP)
-        return plans.CurrentState(managed, None, dict((r[0].lower(), r[1]) for r in aliases))
+        return plans.CurrentState(managed, None, dict((r[0].lower(), r[1]) for r in aliases), total=total,
+                                  scoped=scoped)
+
+    def _state_rows(self, resource, narrow="", narrow_params=()):
+        """The rows behind current_state: users, their extra addresses, groups, members."""
+        fields = ["active", "quota"] + [PROFILE_COLUMNS[f] for f in self.profile_fields]
+        columns = ", ".join("m.%s" % self.quote(c) for c in ["username"] + fields)
+        params = (resource,) + tuple(narrow_params)
+        return (
+            self._query(
+                "SELECT o.guid, o.address, o.removed_since, o.kept_addresses, %s FROM %s o "
+                "LEFT JOIN mailbox m ON m.username = o.address "
+                "WHERE o.resource = %%s AND o.kind = 'user'%s" % (columns, STATE_TABLE, narrow), params),
+            self._query(
+                "SELECT f.address, o.guid FROM forwardings f JOIN %s o ON f.forwarding = o.address "
+                "WHERE o.resource = %%s AND o.kind = 'user' AND f.is_alias = 1%s" % (STATE_TABLE, narrow), params),
+            self._query(
+                "SELECT o.guid, o.address, o.removed_since, a.address, a.active, a.name, a.accesspolicy "
+                "FROM %s o LEFT JOIN alias a ON a.address = o.address "
+                "WHERE o.resource = %%s AND o.kind = 'group'%s" % (STATE_TABLE, narrow), params),
+            self._query(
+                "SELECT f.address, f.forwarding FROM forwardings f JOIN %s o ON f.address = o.address "
+                "WHERE o.resource = %%s AND o.kind = 'group' AND f.is_list = 1%s" % (STATE_TABLE, narrow), params),
+        )
+
+    def aliases_listing(self, resource, domain, addresses):
+        found = set()
+        try:
+            for batch in batches(addresses, ADDRESS_BATCH):
+                rows = self._query(
+                    "SELECT DISTINCT o.guid FROM forwardings f JOIN %s o ON o.address = f.address "
+                    "WHERE o.resource = %%s AND o.kind = 'group' AND f.is_list = 1 AND f.forwarding IN (%s)"
+                    % (STATE_TABLE, ", ".join(["%s"] * len(batch))), tuple([resource] + batch))
+                found.update(row[0] for row in rows)
+            self.conn.rollback()
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail("reading the aliases of %s" % domain, exc)
+        return found
+
+    def address_owners(self, resource, domain, candidates):
+        holders, aliases = {}, {}
+        try:
+            for batch in batches(candidates, ADDRESS_BATCH):
+                marks = ", ".join(["%s"] * len(batch))
+                # An account removed by hand holds no address, as in a full read.
+                rows = self._query(
+                    "SELECT o.address, o.guid FROM %s o "
+                    "LEFT JOIN mailbox m ON o.kind = 'user' AND m.username = o.address "
+                    "LEFT JOIN alias a ON o.kind = 'group' AND a.address = o.address "
+                    "WHERE o.resource = %%s AND o.address IN (%s) "
+                    "AND (m.username IS NOT NULL OR a.address IS NOT NULL)" % (STATE_TABLE, marks),
+                    tuple([resource] + batch))
+                holders.update((row[0].lower(), row[1]) for row in rows)
+                rows = self._query(
+                    "SELECT f.address, o.guid FROM forwardings f JOIN %s o ON f.forwarding = o.address "
+                    "WHERE o.resource = %%s AND o.kind = 'user' AND f.is_alias = 1 AND f.address IN (%s)"
+                    % (STATE_TABLE, marks), tuple([resource] + batch))
+                aliases.update((row[0].lower(), row[1]) for row in rows)
+            self.conn.rollback()
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail("reading the owners of addresses in %s" % domain, exc)
+        return holders, aliases
 
     def addresses_in_use(self, resource, domain, candidates=None):
         # Addresses owned by other resources count as taken, wherever their
@@ -258,9 +319,7 @@ class SQLBackend(Backend):
                 rows = self._query(union.format("", ""), (domain, domain, domain, resource))
                 taken.update(row[0].lower() for row in rows)
             else:
-                wanted = sorted(candidates)
-                for start in range(0, len(wanted), ADDRESS_BATCH):
-                    batch = wanted[start:start + ADDRESS_BATCH]
+                for batch in batches(candidates, ADDRESS_BATCH):
                     # LOWER(): PostgreSQL compares case-sensitively, and an
                     # address typed by hand may not be lower case.
                     marks = ", ".join(["%s"] * len(batch))
