@@ -233,8 +233,11 @@ def build_plan(desired, current, on_removed=REMOVED_DISABLE, stored_form=None, n
         planner.remove_groups(groups.aliases, on_removed, held=groups.held)
         planner.plan(GROUP, dict((guid, groups.aliases[guid]) for guid in aliases), (), None, False,
                      fields=aliases)
-    # Managed accounts a scoped read left out are unchanged by definition.
+    # Managed accounts a scoped read left out are unchanged by definition,
+    # and so are the aliases when no group was read.
     unchanged = planner.unchanged + current.total - len(current.managed)
+    if groups is None:
+        unchanged += len([managed for managed in current.managed.values() if managed.kind == GROUP])
     return Plan(planner.changes, planner.skipped, unchanged, planner.marks)
 
 

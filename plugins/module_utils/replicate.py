@@ -423,15 +423,8 @@ def read_store(backend, resource, read):
     return backend.current_state(resource.name, resource.target_domain, guids=touched)
 
 
-def plan_replication(resource, backend, full=False):
-    """Read AD and the backend, and decide; writes nothing."""
-    now = datetime.datetime.now().replace(microsecond=0)
-    # The domain check is cheap and makes a misconfigured target fail
-    # before AD is read at all.
-    domain = backend.domain_info(resource.target_domain)
-    cursor = backend.read_cursor(resource.name, resource.target_domain)
-    attribute_map = dict((f, a) for f, a in resource.attribute_map.items() if f in backend.profile_fields)
-    attributes = list(attribute_map.values()) + ([resource.quota_attribute] if resource.quota_attribute else [])
+def read_sources(resource, backend, cursor, attributes, full, now):
+    """Read AD and the store as far as this run needs them: (read, current state, rechecked)."""
     conn = open_directory(resource)
     try:
         read = read_directory(conn, resource, attributes, cursor, full, now)
@@ -458,7 +451,6 @@ def plan_replication(resource, backend, full=False):
                 # Every group read: the plan must see every managed account,
                 # to delete the aliases of the groups that are gone.
                 current = backend.current_state(resource.name, resource.target_domain)
-                fetched.update(current.managed)
                 read.settle(current)
             widen(read.groups_decided or ())
             read_outside_members(conn, read, resource.user_mail_attribute, widen)
@@ -468,6 +460,19 @@ def plan_replication(resource, backend, full=False):
             read_claimants(conn, resource, attributes, read, recheck)
     finally:
         conn.unbind()
+    return read, current, bool(recheck)
+
+
+def plan_replication(resource, backend, full=False):
+    """Read AD and the backend, and decide; writes nothing."""
+    now = datetime.datetime.now().replace(microsecond=0)
+    # The domain check is cheap and makes a misconfigured target fail
+    # before AD is read at all.
+    domain = backend.domain_info(resource.target_domain)
+    cursor = backend.read_cursor(resource.name, resource.target_domain)
+    attribute_map = dict((f, a) for f, a in resource.attribute_map.items() if f in backend.profile_fields)
+    attributes = list(attribute_map.values()) + ([resource.quota_attribute] if resource.quota_attribute else [])
+    read, current, rechecked = read_sources(resource, backend, cursor, attributes, full, now)
     default_quota = resource.default_quota if resource.default_quota is not None else domain.default_quota
     read_guids = set(user.guid for user in read.users)
     desired = desired_accounts(read.users, resource.target_domain, default_quota, attribute_map,
@@ -487,12 +492,8 @@ def plan_replication(resource, backend, full=False):
         groups = desired_aliases(read.groups, read.outside, resource.target_domain, resource.access_policy,
                                  read.dn_to_guid())
         leave_out_shared_addresses(desired, groups)
-        if read.groups_decided is not None:
-            # Aliases of groups this run did not read stay as they are.
-            groups.held.update(guid for guid, managed in current.managed.items()
-                               if managed.kind == GROUP and guid not in read.groups_decided)
     contested = contested_addresses(desired, groups)
-    if read.mode == "incremental" and not recheck:
+    if read.mode == "incremental" and not rechecked:
         contested |= cursor.contested or set()
     # The accounts now hold all the plan needs of the entries, and the claims
     # are settled: let both go before the plan makes its own copies (peak
@@ -510,14 +511,15 @@ def plan_replication(resource, backend, full=False):
             current = backend.current_state(resource.name, resource.target_domain)
             read.settle(current)
             desired.unread = desired.unread | (read.unread - read_guids)
-            if groups is not None and read.groups_decided is not None:
-                groups.held.update(guid for guid, managed in current.managed.items()
-                                   if managed.kind == GROUP and guid not in read.groups_decided)
         else:
             current.outside_holders, owners = backend.address_owners(resource.name, resource.target_domain,
                                                                      candidates)
             for address, guid in owners.items():
                 current.alias_owner.setdefault(address, guid)
+    if groups is not None and read.groups_decided is not None:
+        # Aliases of groups this run did not read stay as they are.
+        groups.held.update(guid for guid, managed in current.managed.items()
+                           if managed.kind == GROUP and guid not in read.groups_decided)
     current.taken_addresses = backend.addresses_in_use(resource.name, resource.target_domain, candidates)
     plan = build_plan(desired, current, resource.on_removed, backend.stored_form, now=now,
                       delete_after_days=resource.delete_after_days, keep_old_address=resource.keep_old_address,
