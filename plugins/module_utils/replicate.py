@@ -452,7 +452,9 @@ def read_sources(resource, backend, cursor, attributes, full, now):
                 # to delete the aliases of the groups that are gone.
                 current = backend.current_state(resource.name, resource.target_domain)
                 read.settle(current)
-            widen(read.groups_decided or ())
+            # One widening for the groups and the members they name directly.
+            widen(set(read.groups_decided or ()) | set(guid for group in read.groups
+                                                        for guid in group.member_guids.values()))
             read_outside_members(conn, read, resource.user_mail_attribute, widen)
             if read.mode == "incremental":
                 recheck |= group_addresses(read.groups, resource)

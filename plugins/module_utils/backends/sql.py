@@ -104,6 +104,9 @@ class SQLBackend(Backend):
     def __init__(self, connection, describe_error):
         self.conn = connection
         self._describe_error = describe_error
+        # resource -> (GUIDs pending deletion, managed count), read once per
+        # connection (a run) by the first scoped current_state
+        self._scope_base = {}
 
     # -- dialect hooks -------------------------------------------------
     def quote(self, identifier):
@@ -207,12 +210,19 @@ class SQLBackend(Backend):
                 total, scoped = None, False
             else:
                 # Accounts pending deletion come along: their grace period
-                # may run out on any run.
-                pending = self._query("SELECT guid FROM %s WHERE resource = %%s AND removed_since IS NOT NULL"
-                                      % STATE_TABLE, (resource,))
-                total = self._query("SELECT COUNT(*) FROM %s WHERE resource = %%s" % STATE_TABLE, (resource,))[0][0]
+                # may run out on any run. A run widens its view several
+                # times; they and the count are read once.
+                pending, total = self._scope_base.get(resource, (None, None))
+                if pending is None:
+                    pending = set(row[0] for row in self._query(
+                        "SELECT guid FROM %s WHERE resource = %%s AND removed_since IS NOT NULL" % STATE_TABLE,
+                        (resource,)))
+                    guids = set(guids) | pending
+                    total = self._query("SELECT COUNT(*) FROM %s WHERE resource = %%s" % STATE_TABLE,
+                                        (resource,))[0][0]
+                    self._scope_base[resource] = (pending, total)
                 rows, aliases, groups, members = [], [], [], []
-                for batch in batches(set(guids) | set(row[0] for row in pending), ADDRESS_BATCH):
+                for batch in batches(guids, ADDRESS_BATCH):
                     found = self._state_rows(resource, " AND o.guid IN (%s)" % ", ".join(["%s"] * len(batch)), batch)
                     for gathered, more in zip((rows, aliases, groups, members), found):
                         gathered.extend(more)
