@@ -92,7 +92,8 @@ class DirectoryRead(object):
         # None when every group was read
         self.groups_decided = None
         # whether the groups a change touched cannot be told from the
-        # changes (an OU moved, very many changes): then all are read
+        # changes (a deleted group or contact, very many changes): then
+        # all are read
         self.all_groups = mode != "incremental" or removals == "scan"
         # whether the bind account can see deleted objects (kept in the cursor)
         self.tombstones = False
