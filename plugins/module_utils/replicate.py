@@ -454,8 +454,8 @@ def read_sources(resource, backend, cursor, attributes, full, now):
                 current = backend.current_state(resource.name, resource.target_domain)
                 read.settle(current)
             # One widening for the groups and the members they name directly.
-            widen(set(read.groups_decided or ()) | set(guid for group in read.groups
-                                                        for guid in group.member_guids.values()))
+            named = set(guid for group in read.groups for guid in group.member_guids.values())
+            widen(set(read.groups_decided or ()) | named)
             read_outside_members(conn, read, resource.user_mail_attribute, widen)
             if read.mode == "incremental":
                 recheck |= group_addresses(read.groups, resource)
