@@ -461,6 +461,8 @@ def read_sources(resource, backend, cursor, attributes, full, now):
                 recheck |= group_addresses(read.groups, resource)
         if recheck:
             read_claimants(conn, resource, attributes, read, recheck)
+            # The users read for their addresses are compared with their accounts.
+            widen(user.guid for user in read.users)
     finally:
         conn.unbind()
     return read, current, bool(recheck)

@@ -42,10 +42,14 @@ def counted_reads(monkeypatch):
     return counts
 
 
-def run(args, full=False):
+def load(args):
     options = dict((k, v) for k, v in args.items() if k not in ("name", "config_dir"))
     resources.store(args["config_dir"], args["name"], resources.with_defaults(options))
-    return replicate.replicate(resources.load(args["config_dir"], args["name"]), full=full)
+    return resources.load(args["config_dir"], args["name"])
+
+
+def run(args, full=False):
+    return replicate.replicate(load(args), full=full)
 
 
 def test_runs_after_the_first_read_only_what_changed(ad, ou, store, resource_args, tag, env, counted_reads):
@@ -268,3 +272,29 @@ def test_an_incremental_run_still_sees_the_addresses_in_use(ad, ou, store, resou
         assert store.account(a("kim"))["active"] is True
     finally:
         store.remove_by_hand(a("hand"))
+
+
+def test_an_address_two_users_claim_goes_to_the_one_left_at_the_next_run(ad, ou, store, resource_args, tag, env):
+    """Contested addresses are kept in the cursor: the unchanged claimant is read again once the other lets go."""
+    domain = env["MAIL_DOMAIN"]
+    a = lambda name: "%s.%s@%s" % (name, tag, domain)  # noqa: E731
+    _, one = ad.make_user(ou, "One %s" % tag, upn=a("one"))
+    _, two = ad.make_user(ou, "Two %s" % tag, upn=a("two"))
+    assert run(resource_args).summary["created"] == 2
+
+    # One takes Two's address as its primary (SMTP:): both claim it, neither gets it,
+    # both keep their mailboxes, as a full run decides.
+    ad.conn.modify(one, {"proxyAddresses": [(ldap3.MODIFY_REPLACE, ["SMTP:" + a("two")])]})
+    plan = run(resource_args)
+    assert plan.mode == "incremental" and plan.changes == []
+    assert sorted(s.dn.lower() for s in plan.skipped if "claimed by 2" in s.reason) == sorted([one.lower(), two.lower()])
+    assert not replicate.replicate(load(resource_args), check_mode=True, full=True).changes
+
+    # Two lets go: One, unchanged in AD, gets the address at once.
+    ad.modify(two, userPrincipalName=a("three"))
+    plan = run(resource_args)
+    assert plan.mode == "incremental"
+    assert sorted((c.kind, c.address, c.new_address) for c in plan.changes) == [
+        ("rename", a("one"), a("two")), ("rename", a("two"), a("three"))]
+    assert store.account(a("two")) is not None and store.account(a("three")) is not None
+    assert not replicate.replicate(load(resource_args), check_mode=True, full=True).changes
