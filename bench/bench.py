@@ -8,8 +8,10 @@ Started by bench/run (see BENCHMARKS.md). In one run, for each backend:
   (a)     full initial replication of a fresh resource
   (b)     a run with nothing changed under the base DN (one unrelated
           object elsewhere in the domain changed: a live DC's USN moves)
+  (d)     a forced full run right after (b): everything read again from AD
+          and the store, nothing to write (the timer's daily full run)
   (c)     a run after 10 renames, 10 disables, 10 removals and 10 group
-          membership changes in AD (made once, after every backend's (b))
+          membership changes in AD (made once, after every backend's (d))
 
 Each figure is one fresh child process (bench/child.py): its wall time and
 its peak RSS (ru_maxrss from wait4). The replication runs are the
@@ -413,6 +415,9 @@ def measure_backend(backend, admin, per, env, args, config_dir, tag, profile_dir
     # but one object elsewhere in the domain, so the DC's USN moves on.
     touch_elsewhere(env)
     per["runs"]["no_change"] = replicate_run(config_dir, name, "no-change", args, profile_dir)
+    # What the timer's daily full run does: every user and account read
+    # again, nothing to write. It holds the directory and the store at once.
+    per["runs"]["resync"] = replicate_run(config_dir, name, "resync", args, profile_dir, full=True)
     return name
 
 
@@ -430,8 +435,8 @@ def store_resource(config_dir, name, env, users, backend_options):
     resources.store(config_dir, name, resources.with_defaults(options))
 
 
-def replicate_run(config_dir, name, label, args, profile_dir):
-    cmd = child_cmd("replicate", "--config-dir", config_dir, "--name", name)
+def replicate_run(config_dir, name, label, args, profile_dir, full=False):
+    cmd = child_cmd("replicate", "--config-dir", config_dir, "--name", name) + (["--full"] if full else [])
     if profile_dir:
         cmd += ["--profile", os.path.join(profile_dir, "%s-%s.prof" % (name, label))]
     log("%s: %s" % (name, label))
@@ -449,6 +454,11 @@ def check_expectations(backend, users, runs):
     """The figures only count if each run did what it should."""
     problems = []
     full, quiet, changed = runs.get("full"), runs.get("no_change"), runs.get("changes")
+    resync = runs.get("resync")
+    if resync and (resync["mode"] != "full" or any(v for k, v in resync["summary"].items()
+                                                   if k not in ("unchanged", "skipped"))):
+        problems.append("full re-read: expected a full run that writes nothing, got %s %s"
+                        % (resync["mode"], resync["summary"]))
     if full and (full["mode"] != "full" or full["summary"].get("created", 0) < users):
         problems.append("full run: expected at least %d created in full mode, got %s %s"
                         % (users, full["mode"], full["summary"]))
@@ -591,7 +601,7 @@ def aggregate(rounds):
             for part in ("read_seconds", "write_seconds"):
                 values = sorted(f[part] for f in floors)
                 out["floor"][part + "_median"] = values[(len(values) - 1) // 2]
-        for key in ("full", "no_change", "changes"):
+        for key in ("full", "no_change", "resync", "changes"):
             records = [p["runs"][key] for p in pers if key in p["runs"]]
             if records:
                 out["runs"][key] = _median_record(records)
@@ -658,7 +668,7 @@ def table(results):
                     backend, "floor: incremental read", floor["incremental_read_seconds"], "", "", "",
                     "bind + rootDSE + one search for what changed since (none)"))
         for key, label in (("full", "(a) full replication"), ("no_change", "(b) no change"),
-                           ("changes", "(c) 40 changes")):
+                           ("resync", "(d) full re-read"), ("changes", "(c) 40 changes")):
             run = runs.get(key)
             if not run:
                 continue
