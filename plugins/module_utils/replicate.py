@@ -32,10 +32,17 @@ from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import (
     TransientBackendError,
 )
 
-from ansible_collections.mailsync.iredmail.plugins.module_utils.model import AddressError, domain_of, normalise_address
+from ansible_collections.mailsync.iredmail.plugins.module_utils.model import (
+    AddressError,
+    DirectoryUser,
+    domain_of,
+    normalise_address,
+)
 from ansible_collections.mailsync.iredmail.plugins.module_utils.plan import GROUP, USER, build_plan, check_safety
 
 TRANSIENT_ATTEMPTS = 3
+# The attributes of a user entry a full run has already turned into an account.
+NO_ATTRIBUTES = {}
 
 
 def open_backend(backend_options):
@@ -85,6 +92,8 @@ class DirectoryRead(object):
         self.gone = frozenset()
         # OUs and containers moved or renamed into the base DN
         self.inside = ()
+        # a full run's accounts, made as soon as the users are read
+        self.desired = None
         # groups (None when not replicated) and members found outside the scope
         self.groups = None
         self.outside = {}
@@ -424,11 +433,20 @@ def read_store(backend, resource, read):
     return backend.current_state(resource.name, resource.target_domain, guids=touched)
 
 
-def read_sources(resource, backend, cursor, attributes, full, now):
-    """Read AD and the store as far as this run needs them: (read, current state, rechecked)."""
+def read_sources(resource, backend, cursor, attributes, full, now, accounts_of=None):
+    """Read AD and the store as far as this run needs them: (read, current state, rechecked).
+
+    A full run turns the users into accounts (`accounts_of`, kept as
+    `read.desired`) before it reads the store, and keeps of each entry only
+    its GUID and DN: the directory and every managed account are never in
+    memory at once in both forms.
+    """
     conn = open_directory(resource)
     try:
         read = read_directory(conn, resource, attributes, cursor, full, now)
+        if read.mode == "full" and accounts_of is not None:
+            read.desired = accounts_of(read.users)
+            read.users = [DirectoryUser(user.guid, user.dn, None, False, NO_ATTRIBUTES) for user in read.users]
         current = read_store(backend, resource, read)
         settle_changes(read, current)
         fetched = set(current.managed)
@@ -477,12 +495,15 @@ def plan_replication(resource, backend, full=False):
     cursor = backend.read_cursor(resource.name, resource.target_domain)
     attribute_map = dict((f, a) for f, a in resource.attribute_map.items() if f in backend.profile_fields)
     attributes = list(attribute_map.values()) + ([resource.quota_attribute] if resource.quota_attribute else [])
-    read, current, rechecked = read_sources(resource, backend, cursor, attributes, full, now)
     default_quota = resource.default_quota if resource.default_quota is not None else domain.default_quota
+
+    def accounts_of(users, unread=()):
+        return desired_accounts(users, resource.target_domain, default_quota, attribute_map,
+                                resource.quota_attribute, unread=unread, proxy_addresses=resource.proxy_addresses)
+
+    read, current, rechecked = read_sources(resource, backend, cursor, attributes, full, now, accounts_of)
     read_guids = set(user.guid for user in read.users)
-    desired = desired_accounts(read.users, resource.target_domain, default_quota, attribute_map,
-                               resource.quota_attribute, unread=read.unread,
-                               proxy_addresses=resource.proxy_addresses)
+    desired = read.desired if read.desired is not None else accounts_of(read.users, read.unread)
     if read.mode == "full" or read.removals == "scan":
         in_ad = read.present if read.present is not None else read.users
         if not in_ad and current.managed:
