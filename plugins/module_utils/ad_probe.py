@@ -21,7 +21,7 @@ except ImportError:  # pragma: no cover - reported by the modules
     ldap3 = None
 
 from ansible_collections.mailsync.iredmail.plugins.module_utils import ad_connection
-from ansible_collections.mailsync.iredmail.plugins.module_utils.ad_reader import decode_guid, first_text
+from ansible_collections.mailsync.iredmail.plugins.module_utils.ad_reader import decode_guid, first_text, raw_values
 from ansible_collections.mailsync.iredmail.plugins.module_utils.errors import DirectoryError
 from ansible_collections.mailsync.iredmail.plugins.module_utils.model import UAC_ACCOUNTDISABLE
 
@@ -89,7 +89,7 @@ def _first(conn, base_dn, search_filter, attributes, limit):
 
 
 def _values(entry):
-    return dict((key.lower(), value) for key, value in entry["raw_attributes"].items())
+    return raw_values(entry["raw_attributes"])
 
 
 def _text(raw, attribute):

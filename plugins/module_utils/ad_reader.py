@@ -84,6 +84,11 @@ def decode_guid(raw):
     return str(uuid.UUID(bytes_le=bytes(raw)))
 
 
+def raw_values(raw_attributes):
+    """An entry's raw attributes keyed on lower-cased names: LDAP attribute names ignore case."""
+    return dict((key.lower(), value) for key, value in raw_attributes.items())
+
+
 def first_text(values):
     """The first value of an attribute as text, or None."""
     if not values:
@@ -104,7 +109,7 @@ def _wanted(mail_attribute, extra_attributes, proxy_addresses):
 def _user_from_entry(entry, wanted, mail_attribute, proxy_addresses):
     # Attribute names are case-insensitive in LDAP; match them lower-cased.
     wanted_lower = dict((name.lower(), name) for name in wanted)
-    raw = dict((key.lower(), value) for key, value in entry["raw_attributes"].items())
+    raw = raw_values(entry["raw_attributes"])
     guid_values = raw.get("objectguid")
     if not guid_values:
         raise DirectoryError("entry %s has no objectGUID: is this an Active Directory?" % entry["dn"])
@@ -188,12 +193,12 @@ def read_dc_state(conn):
     try:
         conn.search("", "(objectClass=*)", ldap3.BASE,
                     attributes=["highestCommittedUSN", "dsServiceName", "defaultNamingContext"])
-        root = dict((k.lower(), v) for k, v in conn.response[0]["raw_attributes"].items())
+        root = raw_values(conn.response[0]["raw_attributes"])
         server = first_text(root.get("dsservicename"))
         naming_context = first_text(root.get("defaultnamingcontext"))
         highest = int(first_text(root.get("highestcommittedusn")))
         conn.search(server, "(objectClass=*)", ldap3.BASE, attributes=["invocationId"])
-        raw = dict((k.lower(), v) for k, v in conn.response[0]["raw_attributes"].items())
+        raw = raw_values(conn.response[0]["raw_attributes"])
         invocation = str(uuid.UUID(bytes_le=bytes(raw["invocationid"][0])))
     except Exception as exc:  # noqa: BLE001
         raise DirectoryError("cannot read the domain controller's change state (rootDSE): %s" % describe(exc))
@@ -264,7 +269,7 @@ def read_ancestors(conn, naming_context, guids):
                         paged_size=PAGE_SIZE, generator=True):
                     if entry.get("type") != "searchResEntry":
                         continue
-                    raw = dict((k.lower(), v) for k, v in entry["raw_attributes"].items())
+                    raw = raw_values(entry["raw_attributes"])
                     for value in raw.get("memberof", ()):
                         guid = split_extended_dn(value)[1]
                         if guid is not None and guid not in seen:
@@ -324,7 +329,7 @@ def read_changes(conn, naming_context, usn, page_size=PAGE_SIZE):
                 paged_size=page_size, generator=True):
             if entry.get("type") != "searchResEntry":
                 continue
-            raw = dict((k.lower(), v) for k, v in entry["raw_attributes"].items())
+            raw = raw_values(entry["raw_attributes"])
             if not raw.get("objectguid"):
                 continue
             deleted = (first_text(raw.get("isdeleted")) or "").upper() == "TRUE"
@@ -371,7 +376,7 @@ def read_subtree_guids(conn, dn, page_size=PAGE_SIZE):
                     paged_size=page_size, generator=True):
                 if entry.get("type") != "searchResEntry":
                     continue
-                raw = dict((k.lower(), v) for k, v in entry["raw_attributes"].items())
+                raw = raw_values(entry["raw_attributes"])
                 classes = set(_decode(v).lower() for v in raw.get("objectclass", ()))
                 if classes & CONTAINER_CLASSES:
                     todo.append(entry["dn"])
@@ -398,7 +403,7 @@ def read_guids(conn, base_dn, user_filter, page_size=PAGE_SIZE):
                 base_dn, user_filter, search_scope=ldap3.SUBTREE, attributes=["objectGUID"],
                 paged_size=page_size, generator=True):
             if entry.get("type") == "searchResEntry":
-                raw = dict((k.lower(), v) for k, v in entry["raw_attributes"].items())
+                raw = raw_values(entry["raw_attributes"])
                 guids[decode_guid(raw["objectguid"][0])] = entry["dn"]
     except ldap3_exceptions.LDAPNoSuchObjectResult:
         raise DirectoryError("base DN %s does not exist in Active Directory" % base_dn)
@@ -491,7 +496,7 @@ def read_groups(conn, base_dn, group_filter, mail_attribute, page_size=PAGE_SIZE
                 paged_size=page_size, generator=True):
             if entry.get("type") != "searchResEntry":
                 continue
-            raw = dict((k.lower(), v) for k, v in entry["raw_attributes"].items())
+            raw = raw_values(entry["raw_attributes"])
             values, more = _range_values(raw, "member")
             groups.append((split_extended_dn(entry["dn"])[0], raw, values, more))
     except ldap3_exceptions.LDAPNoSuchObjectResult:
@@ -545,7 +550,7 @@ def read_outside(conn, dns, mail_attribute, step=None):
                 continue
             if not conn.response or conn.response[0].get("type") != "searchResEntry":
                 continue
-            raw = dict((k.lower(), v) for k, v in conn.response[0]["raw_attributes"].items())
+            raw = raw_values(conn.response[0]["raw_attributes"])
             classes = set(_decode(v).lower() for v in raw.get("objectclass", []))
             if "group" in classes:
                 values, more = _range_values(raw, "member")
