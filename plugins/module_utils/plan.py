@@ -81,15 +81,19 @@ class CurrentState(object):
     counts them all, for the deletion limit and the unchanged count.
     """
 
-    def __init__(self, managed, taken_addresses, alias_owner=None, total=None, scoped=False):
+    def __init__(self, managed, taken_addresses, alias_owner=None, total=None):
         self.managed = managed
         self.taken_addresses = taken_addresses
         self.alias_owner = alias_owner or {}
-        self.scoped = scoped
+        # a scoped read counts every managed account apart
         self._total = total
         # scoped: the addresses a run asks for that managed accounts it did
         # not read hold (address -> GUID); they keep them
         self.outside_holders = {}
+
+    @property
+    def scoped(self):
+        return self._total is not None
 
     @property
     def total(self):

@@ -207,7 +207,7 @@ class SQLBackend(Backend):
         try:
             if guids is None:
                 rows, aliases, groups, members = self._state_rows(resource)
-                total, scoped = None, False
+                total = None
             else:
                 # Accounts pending deletion come along: their grace period
                 # may run out on any run. A run widens its view several
@@ -226,7 +226,7 @@ class SQLBackend(Backend):
                     found = self._state_rows(resource, " AND o.guid IN (%s)" % ", ".join(["%s"] * len(batch)), batch)
                     for gathered, more in zip((rows, aliases, groups, members), found):
                         gathered.extend(more)
-                total, scoped = int(total), True
+                total = int(total)
             self.conn.rollback()
         except Exception as exc:  # noqa: BLE001
             raise self._fail("reading the accounts of %s" % domain, exc)
@@ -253,8 +253,7 @@ class SQLBackend(Backend):
                 values = {"address": found, "active": int(active) == 1, "name": name or "",
                           "access_policy": policy or "public", "members": sorted(members_of.get(found, []))}
             managed[guid] = plans.ManagedAccount(guid, address, values, removed_since, kind=plans.GROUP)
-        return plans.CurrentState(managed, None, dict((r[0].lower(), r[1]) for r in aliases), total=total,
-                                  scoped=scoped)
+        return plans.CurrentState(managed, None, dict((r[0].lower(), r[1]) for r in aliases), total=total)
 
     def _state_rows(self, resource, narrow="", narrow_params=()):
         """The rows behind current_state: users, their extra addresses, groups, members."""
