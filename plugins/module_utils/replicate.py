@@ -332,13 +332,14 @@ def read_claimants(conn, resource, attributes, read, addresses):
                 read.users.append(user)
 
 
-def read_run_groups(conn, resource, read, cursor, backend, current):
+def read_run_groups(conn, resource, read, cursor, backend, current, claimed):
     """The groups this run decides on: every group, or those a change may have touched.
 
     A group's alias lists its members flattened, as they are after this
     run, so an alias must be written again when the group or any group
     nested in it changed membership (the group's USN moves with its own
     member list only), or when a member changed, left or came back.
+    `claimed` holds the addresses the changed users ask for.
     """
     if read.all_groups or cursor is None or cursor.contested is None:
         read.groups = ad_reader.read_groups(conn, resource.base_dn, resource.group_filter,
@@ -366,7 +367,7 @@ def read_run_groups(conn, resource, read, cursor, backend, current):
             groups[group.guid] = group
     # The groups that share an address with a changed user, with a group
     # just read, or one contested last time: this run settles who gets it.
-    addresses = claimed_addresses(read.users, resource) | cursor.contested | group_addresses(groups.values(), resource)
+    addresses = claimed | cursor.contested | group_addresses(groups.values(), resource)
     for batch in batches(addresses, CLAIMANTS_PER_SEARCH):
         for group in ad_reader.read_groups(conn, base, ad_reader.with_values(group_filter, mail_attribute, batch),
                                            mail_attribute):
@@ -459,13 +460,14 @@ def read_sources(resource, backend, cursor, attributes, full, now, accounts_of=N
                 current.merge(backend.current_state(resource.name, resource.target_domain, guids=wanted))
                 read.settle(current)
 
-        recheck = set()
+        recheck = claimed = set()
         if read.mode == "incremental" and read.groups_may_differ:
             # Whoever shares an address with a changed user, or shared one
             # last time, is read as well (read_claimants).
-            recheck = claimed_addresses(read.users, resource) | (cursor.contested or set())
+            claimed = claimed_addresses(read.users, resource)
+            recheck = claimed | (cursor.contested or set())
         if resource.replicate_groups and read.groups_may_differ:
-            read_run_groups(conn, resource, read, cursor, backend, current)
+            read_run_groups(conn, resource, read, cursor, backend, current, claimed)
             if read.groups_decided is None and current.scoped:
                 # Every group read: the plan must see every managed account,
                 # to delete the aliases of the groups that are gone.
