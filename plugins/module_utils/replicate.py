@@ -434,6 +434,13 @@ def read_store(backend, resource, read):
     return backend.current_state(resource.name, resource.target_domain, guids=touched)
 
 
+def read_whole_store(backend, resource, read):
+    """Every managed account, for a run whose scoped view would not do; the read settled against it."""
+    current = backend.current_state(resource.name, resource.target_domain)
+    read.settle(current)
+    return current
+
+
 def read_sources(resource, backend, cursor, attributes, full, now, accounts_of=None):
     """Read AD and the store as far as this run needs them: (read, current state, rechecked).
 
@@ -471,8 +478,7 @@ def read_sources(resource, backend, cursor, attributes, full, now, accounts_of=N
             if read.groups_decided is None and current.scoped:
                 # Every group read: the plan must see every managed account,
                 # to delete the aliases of the groups that are gone.
-                current = backend.current_state(resource.name, resource.target_domain)
-                read.settle(current)
+                current = read_whole_store(backend, resource, read)
             # One widening for the groups and the members they name directly.
             named = set(guid for group in read.groups for guid in group.member_guids.values())
             widen(set(read.groups_decided or ()) | named)
@@ -536,8 +542,7 @@ def plan_replication(resource, backend, full=False):
     if current.scoped:
         if candidates is None:
             # Too many addresses to ask about: the plan sees every account.
-            current = backend.current_state(resource.name, resource.target_domain)
-            read.settle(current)
+            current = read_whole_store(backend, resource, read)
             desired.unread = desired.unread | (read.unread - read_guids)
         else:
             current.outside_holders, owners = backend.address_owners(resource.name, resource.target_domain,
