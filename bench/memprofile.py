@@ -4,8 +4,8 @@
 
 A diagnostic, not a figure: tracemalloc slows the run and adds its own
 memory, so bench/run's peak RSS stays the measure. Seeds like bench/run,
-runs a full replication and a no-change run of a fresh resource in child
-processes under tracemalloc, prints the biggest allocation sites at the
+runs a full replication, a no-change run and a forced full re-read of a
+fresh resource in child processes under tracemalloc, prints the biggest allocation sites at the
 stage where traced memory peaked, and removes what it wrote.
 """
 
@@ -24,7 +24,7 @@ import common  # noqa: E402
 sys.path.insert(0, common.COLLECTIONS)
 
 
-def child(config_dir, name, top):
+def child(config_dir, name, top, full):
     from ansible_collections.mailsync.iredmail.plugins.module_utils import replicate
     from ansible_collections.mailsync.iredmail.plugins.module_utils import resource as resources
     from child import rss_kb
@@ -65,7 +65,7 @@ def child(config_dir, name, top):
         from ansible_collections.mailsync.iredmail.plugins.module_utils.backends.sql import SQLBackend as cls
     after(cls, "current_state", "after backend.current_state")
     started = time.monotonic()
-    plan = replicate.replicate(resources.load(config_dir, name))
+    plan = replicate.replicate(resources.load(config_dir, name), full=full)
     print(json.dumps({"seconds": time.monotonic() - started, "mode": plan.mode, "summary": plan.summary,
                       "stages": stages}))
 
@@ -76,9 +76,10 @@ def main():
     parser.add_argument("--users", type=int, default=common.SIZES[0], choices=common.SIZES)
     parser.add_argument("--top", type=int, default=12)
     parser.add_argument("--child", nargs=2, metavar=("CONFIG_DIR", "NAME"), help=argparse.SUPPRESS)
+    parser.add_argument("--force-full", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child[0], args.child[1], args.top)
+        child(args.child[0], args.child[1], args.top, args.force_full)
         return
     import subprocess
 
@@ -94,9 +95,10 @@ def main():
             from ansible_collections.mailsync.iredmail.plugins.module_utils import replicate
             replicate.ensure_state_schema(admin.backend_options(schema=True))
         bench.store_resource(config_dir, name, env, args.users, admin.backend_options())
-        for label in ("full", "no-change"):
+        for label, force in (("full", False), ("no-change", False), ("full re-read", True)):
             out = subprocess.run([common.VENV_PYTHON, os.path.abspath(__file__), "--top", str(args.top),
-                                  "--child", config_dir, name], capture_output=True, text=True, cwd=common.ROOT)
+                                  "--child", config_dir, name] + (["--force-full"] if force else []),
+                                 capture_output=True, text=True, cwd=common.ROOT)
             if out.returncode != 0:
                 raise SystemExit(out.stderr[-4000:])
             result = json.loads(out.stdout.strip().splitlines()[-1])

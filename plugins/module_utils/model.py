@@ -177,7 +177,7 @@ class DirectoryUser(object):
         # attribute name (as configured) -> first value as text, or None
         self.attributes = attributes
         # every proxyAddresses value, prefixes included
-        self.proxy_addresses = list(proxy_addresses)
+        self.proxy_addresses = tuple(proxy_addresses)
 
     def __repr__(self):
         return "DirectoryUser(%s, %s)" % (self.guid, self.dn)

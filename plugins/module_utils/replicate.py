@@ -456,6 +456,8 @@ def read_sources(resource, backend, cursor, attributes, full, now, accounts_of=N
             read.desired = accounts_of(read.users)
             read.users = [DirectoryUser(user.guid, user.dn, None, False, NO_ATTRIBUTES) for user in read.users]
         current = read_store(backend, resource, read)
+        if read.desired is not None:
+            current.share_values(read.desired.accounts)
         settle_changes(read, current)
         fetched = set(current.managed)
 

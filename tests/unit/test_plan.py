@@ -196,3 +196,24 @@ def test_a_chain_that_is_no_cycle_is_kept():
     plan = plans.build_plan(desired(account("g1", "b@x.org"), account("g2", "c@x.org")),
                             current(managed("g1", "a@x.org"), managed("g2", "b@x.org")))
     assert sorted(kinds(plan)) == [("rename", "a@x.org"), ("rename", "b@x.org")] and not plan.skipped
+
+
+def test_shared_values_are_the_wanted_objects_and_the_plan_is_the_same():
+    # Built from separate strings, as a store read makes them.
+    def text(value):
+        return "".join(list(value))
+
+    wanted = desired(account("g1", "a@x.org", name="Same"), account("g2", "b@x.org", name="New"),
+                     account("g3", "new@x.org"))
+    stored = current(plans.ManagedAccount("g1", text("a@x.org"), {"address": text("a@x.org"), "active": True,
+                                                                   "quota": 1024, "display_name": text("Same")}),
+                     managed("g2", "b@x.org", name="Old"), managed("g3", "old@x.org"),
+                     plans.ManagedAccount("g4", "gone@x.org", None))
+    before = kinds(plans.build_plan(wanted, stored))
+    stored.share_values(wanted.accounts)
+    one, two = stored.managed["g1"], stored.managed["g2"]
+    assert one.fields["display_name"] is wanted.accounts["g1"].profile["display_name"]
+    assert one.fields["address"] is one.address is wanted.accounts["g1"].address
+    assert two.fields["display_name"] == "Old"
+    assert stored.managed["g3"].address == "old@x.org" and stored.managed["g4"].fields is None
+    assert kinds(plans.build_plan(wanted, stored)) == before == [("update", "b@x.org"), ("rename", "old@x.org")]

@@ -69,9 +69,6 @@ ANCHOR_GUID = "mailsyncGUID:"
 REMOVED_SINCE = "mailsyncRemovedSince:"
 KEPT_ADDRESS = "mailsyncKeptAddress:"
 KEPT_ADDRESS_BYTES = KEPT_ADDRESS.encode("utf-8")
-# Shared by every account with no kept address; ManagedAccount keeps a
-# frozenset it is given as it is, instead of 216 bytes of its own.
-NO_KEPT = frozenset()
 # Entries per page of the searches that read a whole domain.
 PAGE_SIZE = 1000
 # On the domain entry, one value per resource: mailsyncCursor:<resource>=<cursor>
@@ -311,7 +308,7 @@ class LDAPBackend(Backend):
         fields["aliases"] = sorted(address_of(v) for v in entry.get("shadowAddress", []))
         kept = [v.decode("utf-8")[len(KEPT_ADDRESS):] for v in entry.get("accountSetting", [])
                 if v.startswith(KEPT_ADDRESS_BYTES)]
-        return plans.ManagedAccount(guid, address, fields, removed_since, kept=kept or NO_KEPT)
+        return plans.ManagedAccount(guid, address, fields, removed_since, kept=kept)
 
     @staticmethod
     def _settings(entry):

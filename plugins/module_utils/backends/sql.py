@@ -238,12 +238,13 @@ class SQLBackend(Backend):
             guid, address, removed_since, kept, username = row[:5]
             values = None
             if username is not None:
-                values = {"address": username, "active": int(row[5]) == 1, "quota": int(row[6] or 0),
+                # One str when the join matched the same text (the usual case).
+                values = {"address": address if username == address else username, "active": int(row[5]) == 1, "quota": int(row[6] or 0),
                           "aliases": sorted(aliases_of.get(guid, []))}
                 for offset, field in enumerate(self.profile_fields):
                     values[field] = row[7 + offset] or ""
             managed[guid] = plans.ManagedAccount(guid, address, values, removed_since,
-                                                 kept=(kept or "").split())
+                                                 kept=kept.split() if kept else ())
         members_of = {}
         for group, member in members:
             members_of.setdefault(group, []).append(member.lower())
