@@ -108,26 +108,26 @@ class CurrentState(object):
         self.managed.update(other.managed)
         self.alias_owner.update(other.alias_owner)
 
-    def share_values(self, accounts):
-        """Point the stored fields at the equal values of the wanted `accounts` (by GUID).
 
-        A full run holds every account twice, as AD wants it and as the
-        store has it, and mostly with the same text: sharing it lets the
-        store's copies go before the plan is made (peak memory of a full
-        run over a populated store). Nothing compares differently.
-        """
-        for guid, account in accounts.items():
-            managed = self.managed.get(guid)
-            if managed is None or managed.fields is None:
-                continue
-            fields = managed.fields
-            if managed.address == account.address:
-                managed.address = account.address
-            for field, value in account.profile.items():
-                if fields.get(field) == value:
-                    fields[field] = value
-            if fields.get("address") == account.address:
-                fields["address"] = account.address
+def share_values(managed, account):
+    """Point the stored fields of `managed` at the equal values of the wanted `account`; return `managed`.
+
+    A full run holds every account twice, as AD wants it and as the store
+    has it, mostly with the same text: a store read shares it as it goes,
+    and its own copies never pile up (peak memory of a full run over a
+    populated store). Nothing compares differently.
+    """
+    fields = managed.fields
+    if account is None or fields is None:
+        return managed
+    if managed.address == account.address:
+        managed.address = account.address
+    if fields.get("address") == account.address:
+        fields["address"] = account.address
+    for field, value in account.profile.items():
+        if fields.get(field) == value:
+            fields[field] = value
+    return managed
 
 
 class Change(object):

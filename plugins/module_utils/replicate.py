@@ -429,7 +429,8 @@ def fingerprint(resource):
 def read_store(backend, resource, read):
     """The managed accounts the plan needs: all of them, or those of the objects the changes name."""
     if read.mode == "full" or read.removals == "scan":
-        return backend.current_state(resource.name, resource.target_domain)
+        wanted = read.desired.accounts if read.desired is not None else None
+        return backend.current_state(resource.name, resource.target_domain, wanted=wanted)
     touched = set(user.guid for user in read.users) | read.gone
     return backend.current_state(resource.name, resource.target_domain, guids=touched)
 
@@ -456,8 +457,6 @@ def read_sources(resource, backend, cursor, attributes, full, now, accounts_of=N
             read.desired = accounts_of(read.users)
             read.users = [DirectoryUser(user.guid, user.dn, None, False, NO_ATTRIBUTES) for user in read.users]
         current = read_store(backend, resource, read)
-        if read.desired is not None:
-            current.share_values(read.desired.accounts)
         settle_changes(read, current)
         fetched = set(current.managed)
 

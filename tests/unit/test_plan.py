@@ -210,7 +210,8 @@ def test_shared_values_are_the_wanted_objects_and_the_plan_is_the_same():
                      managed("g2", "b@x.org", name="Old"), managed("g3", "old@x.org"),
                      plans.ManagedAccount("g4", "gone@x.org", None))
     before = kinds(plans.build_plan(wanted, stored))
-    stored.share_values(wanted.accounts)
+    for guid, held in stored.managed.items():
+        assert plans.share_values(held, wanted.accounts.get(guid)) is held
     one, two = stored.managed["g1"], stored.managed["g2"]
     assert one.fields["display_name"] is wanted.accounts["g1"].profile["display_name"]
     assert one.fields["address"] is one.address is wanted.accounts["g1"].address

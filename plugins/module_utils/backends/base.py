@@ -64,14 +64,16 @@ class Backend(object):
         """The cursor.Cursor stored by the last run, or None."""
         raise NotImplementedError
 
-    def current_state(self, resource, domain, guids=None):
+    def current_state(self, resource, domain, guids=None, wanted=None):
         """A plan.CurrentState for the accounts `resource` manages in `domain`.
 
         With `guids`, a store may answer for those objects only, plus
         every account pending deletion (marked `scoped`, with the `total`
         count of managed accounts); it may also answer whole. Its
         `taken_addresses` may be None: they are read by `addresses_in_use`
-        once the run knows which addresses it wants.
+        once the run knows which addresses it wants. `wanted`, the
+        accounts a full run wants by GUID, only saves memory: each account
+        read shares their equal values (plan.share_values).
         """
         raise NotImplementedError
 

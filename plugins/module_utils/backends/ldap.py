@@ -223,7 +223,7 @@ class LDAPBackend(Backend):
                 return
             control.cookie = cookie
 
-    def current_state(self, resource, domain, guids=None):
+    def current_state(self, resource, domain, guids=None, wanted=None):
         # The anchor is an unindexed accountSetting value: picking some
         # GUIDs out costs as much as reading every account, so this store
         # always answers whole (the planner takes a superset as it is).
@@ -244,7 +244,7 @@ class LDAPBackend(Backend):
             account = self._managed_user(entry, address_of)
             if account is None:
                 continue
-            managed[account.guid] = account
+            managed[account.guid] = plans.share_values(account, (wanted or {}).get(account.guid))
             for alias in account.fields["aliases"]:
                 alias_owner[alias] = account.guid
         aliases = "ou=Aliases,%s" % self.domain_dn(domain)

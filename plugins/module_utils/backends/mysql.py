@@ -55,6 +55,9 @@ class MySQLBackend(SQLBackend):
     def quote(self, identifier):
         return "`%s`" % identifier.replace("`", "``")
 
+    def streaming_cursor(self):
+        return self.conn.cursor(pymysql.cursors.SSCursor)
+
     def is_transient(self, exc):
         # 1213 deadlock, 1205 lock wait timeout: InnoDB rolled back the transaction.
         args = getattr(exc, "args", ())

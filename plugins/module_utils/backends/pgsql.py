@@ -58,6 +58,10 @@ class PgSQLBackend(SQLBackend):
     def quote(self, identifier):
         return '"%s"' % identifier.replace('"', '""')
 
+    def streaming_cursor(self):
+        # A named cursor is a server-side one; it lives in the read's transaction.
+        return self.conn.cursor(name="mailsync_rows")
+
     def is_transient(self, exc):
         # deadlock_detected, serialization_failure
         return getattr(exc, "pgcode", None) in ("40P01", "40001")

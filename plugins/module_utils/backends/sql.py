@@ -115,12 +115,34 @@ class SQLBackend(Backend):
     def state_table_ddl(self):
         raise NotImplementedError
 
+    def streaming_cursor(self):
+        """A cursor that fetches rows from the server as they are asked for."""
+        raise NotImplementedError
+
     # -- helpers ---------------------------------------------------------
     def _query(self, sql, params=()):
         cur = self.conn.cursor()
         try:
             cur.execute(sql, params)
             return cur.fetchall()
+        finally:
+            cur.close()
+
+    def _stream(self, sql, params=(), size=1000):
+        """The rows of a query, fetched `size` at a time.
+
+        For the read of every managed account: a buffered cursor would hold
+        the text of all of them at once, on top of the accounts made of it.
+        No other query may run on the connection until the rows are read.
+        """
+        cur = self.streaming_cursor()
+        try:
+            cur.execute(sql, params)
+            while True:
+                rows = cur.fetchmany(size)
+                if not rows:
+                    return
+                yield from rows
         finally:
             cur.close()
 
@@ -203,10 +225,11 @@ class SQLBackend(Backend):
             raise self._fail("reading the replication cursor", exc)
         return Cursor.decode(rows[0][0]) if rows else None
 
-    def current_state(self, resource, domain, guids=None):
+    def current_state(self, resource, domain, guids=None, wanted=None):
+        managed, alias_owner = {}, {}
         try:
             if guids is None:
-                rows, aliases, groups, members = self._state_rows(resource)
+                self._read_accounts(resource, "", (), managed, alias_owner, wanted or {})
                 total = None
             else:
                 # Accounts pending deletion come along: their grace period
@@ -221,62 +244,54 @@ class SQLBackend(Backend):
                     total = self._query("SELECT COUNT(*) FROM %s WHERE resource = %%s" % STATE_TABLE,
                                         (resource,))[0][0]
                     self._scope_base[resource] = (pending, total)
-                rows, aliases, groups, members = [], [], [], []
                 for batch in batches(guids, ADDRESS_BATCH):
-                    found = self._state_rows(resource, " AND o.guid IN (%s)" % ", ".join(["%s"] * len(batch)), batch)
-                    for gathered, more in zip((rows, aliases, groups, members), found):
-                        gathered.extend(more)
+                    self._read_accounts(resource, " AND o.guid IN (%s)" % ", ".join(["%s"] * len(batch)), batch,
+                                        managed, alias_owner, wanted or {})
                 total = int(total)
             self.conn.rollback()
         except Exception as exc:  # noqa: BLE001
             raise self._fail("reading the accounts of %s" % domain, exc)
-        managed = {}
+        return plans.CurrentState(managed, None, alias_owner, total=total)
+
+    def _read_accounts(self, resource, narrow, narrow_params, managed, alias_owner, wanted):
+        """Add the managed users and groups the `narrow` condition selects to `managed`."""
+        params = (resource,) + tuple(narrow_params)
         aliases_of = {}
-        for alias, guid in aliases:
+        for alias, guid in self._query(
+                "SELECT f.address, o.guid FROM forwardings f JOIN %s o ON f.forwarding = o.address "
+                "WHERE o.resource = %%s AND o.kind = 'user' AND f.is_alias = 1%s" % (STATE_TABLE, narrow), params):
+            alias_owner[alias.lower()] = guid
             aliases_of.setdefault(guid, []).append(alias.lower())
-        for row in rows:
+        fields = ["active", "quota"] + [PROFILE_COLUMNS[f] for f in self.profile_fields]
+        columns = ", ".join("m.%s" % self.quote(c) for c in ["username"] + fields)
+        for row in self._stream(
+                "SELECT o.guid, o.address, o.removed_since, o.kept_addresses, %s FROM %s o "
+                "LEFT JOIN mailbox m ON m.username = o.address "
+                "WHERE o.resource = %%s AND o.kind = 'user'%s" % (columns, STATE_TABLE, narrow), params):
             guid, address, removed_since, kept, username = row[:5]
             values = None
             if username is not None:
                 # One str when the join matched the same text (the usual case).
-                values = {"address": address if username == address else username, "active": int(row[5]) == 1, "quota": int(row[6] or 0),
-                          "aliases": sorted(aliases_of.get(guid, []))}
+                values = {"address": address if username == address else username, "active": int(row[5]) == 1,
+                          "quota": int(row[6] or 0), "aliases": sorted(aliases_of.get(guid, []))}
                 for offset, field in enumerate(self.profile_fields):
                     values[field] = row[7 + offset] or ""
-            managed[guid] = plans.ManagedAccount(guid, address, values, removed_since,
-                                                 kept=kept.split() if kept else ())
+            account = plans.ManagedAccount(guid, address, values, removed_since, kept=kept.split() if kept else ())
+            managed[guid] = plans.share_values(account, wanted.get(guid))
         members_of = {}
-        for group, member in members:
+        for group, member in self._query(
+                "SELECT f.address, f.forwarding FROM forwardings f JOIN %s o ON f.address = o.address "
+                "WHERE o.resource = %%s AND o.kind = 'group' AND f.is_list = 1%s" % (STATE_TABLE, narrow), params):
             members_of.setdefault(group, []).append(member.lower())
-        for guid, address, removed_since, found, active, name, policy in groups:
+        for guid, address, removed_since, found, active, name, policy in self._query(
+                "SELECT o.guid, o.address, o.removed_since, a.address, a.active, a.name, a.accesspolicy "
+                "FROM %s o LEFT JOIN alias a ON a.address = o.address "
+                "WHERE o.resource = %%s AND o.kind = 'group'%s" % (STATE_TABLE, narrow), params):
             values = None
             if found is not None:
                 values = {"address": found, "active": int(active) == 1, "name": name or "",
                           "access_policy": policy or "public", "members": sorted(members_of.get(found, []))}
             managed[guid] = plans.ManagedAccount(guid, address, values, removed_since, kind=plans.GROUP)
-        return plans.CurrentState(managed, None, dict((r[0].lower(), r[1]) for r in aliases), total=total)
-
-    def _state_rows(self, resource, narrow="", narrow_params=()):
-        """The rows behind current_state: users, their extra addresses, groups, members."""
-        fields = ["active", "quota"] + [PROFILE_COLUMNS[f] for f in self.profile_fields]
-        columns = ", ".join("m.%s" % self.quote(c) for c in ["username"] + fields)
-        params = (resource,) + tuple(narrow_params)
-        return (
-            self._query(
-                "SELECT o.guid, o.address, o.removed_since, o.kept_addresses, %s FROM %s o "
-                "LEFT JOIN mailbox m ON m.username = o.address "
-                "WHERE o.resource = %%s AND o.kind = 'user'%s" % (columns, STATE_TABLE, narrow), params),
-            self._query(
-                "SELECT f.address, o.guid FROM forwardings f JOIN %s o ON f.forwarding = o.address "
-                "WHERE o.resource = %%s AND o.kind = 'user' AND f.is_alias = 1%s" % (STATE_TABLE, narrow), params),
-            self._query(
-                "SELECT o.guid, o.address, o.removed_since, a.address, a.active, a.name, a.accesspolicy "
-                "FROM %s o LEFT JOIN alias a ON a.address = o.address "
-                "WHERE o.resource = %%s AND o.kind = 'group'%s" % (STATE_TABLE, narrow), params),
-            self._query(
-                "SELECT f.address, f.forwarding FROM forwardings f JOIN %s o ON f.address = o.address "
-                "WHERE o.resource = %%s AND o.kind = 'group' AND f.is_list = 1%s" % (STATE_TABLE, narrow), params),
-        )
 
     def aliases_listing(self, resource, domain, addresses):
         found = set()
