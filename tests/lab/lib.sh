@@ -143,7 +143,8 @@ lab_ssha512() {
 lab_pid_alive() {
     local pidfile=$1 comm=$2 pid state name
     [[ -s $pidfile ]] || return 1
-    pid=$(head -n 1 "$pidfile")
+    # Dovecot removes its own pid file as it exits: it may go between the two lines.
+    pid=$(head -n 1 "$pidfile" 2>/dev/null) || return 1
     [[ $pid =~ ^[0-9]+$ ]] || return 1
     [[ -r /proc/$pid/stat ]] || return 1
     state=$(sed -E 's/^[0-9]+ \(.*\) ([A-Z]).*/\1/' "/proc/$pid/stat" 2>/dev/null) || return 1
