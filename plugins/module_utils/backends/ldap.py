@@ -228,7 +228,7 @@ class LDAPBackend(Backend):
         # GUIDs out costs as much as reading every account, so this store
         # always answers whole (the planner takes a superset as it is).
         anchor = ldap.filter.escape_filter_chars(ANCHOR_RESOURCE + resource)
-        managed, alias_owner = {}, {}
+        managed, alias_owner, wanted = {}, {}, wanted or {}
         # One str per address, shared by the account and its fields.
         seen = {}
 
@@ -244,7 +244,7 @@ class LDAPBackend(Backend):
             account = self._managed_user(entry, address_of)
             if account is None:
                 continue
-            managed[account.guid] = plans.share_values(account, (wanted or {}).get(account.guid))
+            managed[account.guid] = plans.share_values(account, wanted.get(account.guid))
             for alias in account.fields["aliases"]:
                 alias_owner[alias] = account.guid
         aliases = "ou=Aliases,%s" % self.domain_dn(domain)

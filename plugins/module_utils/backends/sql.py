@@ -85,6 +85,11 @@ ADDRESS_COLUMNS = (
 )
 
 
+def param_list(items):
+    """`%s, %s, …`: one driver placeholder per item, for an IN list or a VALUES row."""
+    return ", ".join(["%s"] * len(items))
+
+
 def parse_domain_settings(text):
     """iRedMail's `key:value;key:value;` domain settings as a dict."""
     settings = {}
@@ -226,10 +231,10 @@ class SQLBackend(Backend):
         return Cursor.decode(rows[0][0]) if rows else None
 
     def current_state(self, resource, domain, guids=None, wanted=None):
-        managed, alias_owner = {}, {}
+        managed, alias_owner, wanted = {}, {}, wanted or {}
         try:
             if guids is None:
-                self._read_accounts(resource, "", (), managed, alias_owner, wanted or {})
+                self._read_accounts(resource, "", (), managed, alias_owner, wanted)
                 total = None
             else:
                 # Accounts pending deletion come along: their grace period
@@ -245,8 +250,8 @@ class SQLBackend(Backend):
                                         (resource,))[0][0]
                     self._scope_base[resource] = (pending, total)
                 for batch in batches(guids, ADDRESS_BATCH):
-                    self._read_accounts(resource, " AND o.guid IN (%s)" % ", ".join(["%s"] * len(batch)), batch,
-                                        managed, alias_owner, wanted or {})
+                    self._read_accounts(resource, " AND o.guid IN (%s)" % param_list(batch), batch,
+                                        managed, alias_owner, wanted)
                 total = int(total)
             self.conn.rollback()
         except Exception as exc:  # noqa: BLE001
@@ -314,7 +319,7 @@ class SQLBackend(Backend):
         for batch in batches(owners, ADDRESS_BATCH):
             for address, forwarding in self._query(
                     "SELECT address, forwarding FROM forwardings WHERE %s = 1 AND %s IN (%s)"
-                    % (flag, column, ", ".join(["%s"] * len(batch))), tuple(batch)):
+                    % (flag, column, param_list(batch)), tuple(batch)):
                 guid = owners.get((address if column == "address" else forwarding).lower())
                 if guid is not None:
                     rows.append((address, forwarding, guid))
@@ -327,7 +332,7 @@ class SQLBackend(Backend):
                 rows = self._query(
                     "SELECT DISTINCT o.guid FROM forwardings f JOIN %s o ON o.address = f.address "
                     "WHERE o.resource = %%s AND o.kind = 'group' AND f.is_list = 1 AND f.forwarding IN (%s)"
-                    % (STATE_TABLE, ", ".join(["%s"] * len(batch))), tuple([resource] + batch))
+                    % (STATE_TABLE, param_list(batch)), tuple([resource] + batch))
                 found.update(row[0] for row in rows)
             self.conn.rollback()
         except Exception as exc:  # noqa: BLE001
@@ -338,7 +343,7 @@ class SQLBackend(Backend):
         holders, aliases = {}, {}
         try:
             for batch in batches(candidates, ADDRESS_BATCH):
-                marks = ", ".join(["%s"] * len(batch))
+                marks = param_list(batch)
                 # An account removed by hand holds no address, as in a full read.
                 rows = self._query(
                     "SELECT o.address, o.guid FROM %s o "
@@ -374,7 +379,7 @@ class SQLBackend(Backend):
                 for batch in batches(candidates, ADDRESS_BATCH):
                     # LOWER(): PostgreSQL compares case-sensitively, and an
                     # address typed by hand may not be lower case.
-                    marks = ", ".join(["%s"] * len(batch))
+                    marks = param_list(batch)
                     rows = self._query(union.format(" AND LOWER(address) IN (%s)" % marks,
                                                     " AND LOWER(username) IN (%s)" % marks),
                                        tuple([domain] + batch + [domain] + batch + [domain] + batch
@@ -485,7 +490,7 @@ class SQLBackend(Backend):
     def insert_many(self, cur, table, columns, rows):
         """Insert many rows at once; a dialect may do it faster."""
         cur.executemany("INSERT INTO %s (%s) VALUES (%s)" % (table, ", ".join(self.quote(c) for c in columns),
-                                                             ", ".join(["%s"] * len(columns))), rows)
+                                                             param_list(columns)), rows)
 
     def _update(self, cur, change, resource, domain, now):
         before, after = change.before, change.after
@@ -611,5 +616,4 @@ class SQLBackend(Backend):
 
     def _insert(self, cur, table, values):
         columns = ", ".join(self.quote(c) for c in values)
-        placeholders = ", ".join(["%s"] * len(values))
-        cur.execute("INSERT INTO %s (%s) VALUES (%s)" % (table, columns, placeholders), list(values.values()))
+        cur.execute("INSERT INTO %s (%s) VALUES (%s)" % (table, columns, param_list(values)), list(values.values()))
