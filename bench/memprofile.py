@@ -5,8 +5,9 @@
 A diagnostic, not a figure: tracemalloc slows the run and adds its own
 memory, so bench/run's peak RSS stays the measure. Seeds like bench/run,
 runs a full replication, a no-change run and a forced full re-read of a
-fresh resource in child processes under tracemalloc, prints the biggest allocation sites at the
-stage where traced memory peaked, and removes what it wrote.
+fresh resource in child processes under tracemalloc, prints the biggest
+allocation sites at the stage where traced memory peaked, and removes
+what it wrote.
 """
 
 import argparse

@@ -468,7 +468,7 @@ def read_sources(resource, backend, cursor, attributes, full, now, accounts_of=N
                 current.merge(backend.current_state(resource.name, resource.target_domain, guids=wanted))
                 read.settle(current)
 
-        recheck = claimed = set()
+        recheck, claimed = set(), set()
         if read.mode == "incremental" and read.groups_may_differ:
             # Whoever shares an address with a changed user, or shared one
             # last time, is read as well (read_claimants).
